@@ -1,0 +1,306 @@
+"""Corpora as lists of piano rolls: the four benchmark pickles, music21's Bach chorales, any folder.
+
+``load_corpus(...)`` returns ``{"train": [roll, ...], "valid": [...], "test": [...]}`` with every roll
+a ``(time, 88)`` uint8 array. Parsed corpora are cached under ``<data_dir>/cache/`` as ``.npz`` files
+(no pickle), keyed by every preprocessing parameter and the parser versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import urllib.request
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from musicrnn.pianoroll import (MIDI_SUFFIXES, MUSIC21_SUFFIXES, PITCH_HI, PITCH_LO, PianorollError,
+                                file_to_roll, pitches_to_roll, score_to_roll)
+
+SPLITS = ("train", "valid", "test")
+BENCHMARKS = {"jsb": "JSB Chorales", "nottingham": "Nottingham", "musedata": "MuseData",
+              "piano-midi": "Piano-midi.de"}
+DATASETS = ("bach", *BENCHMARKS, "folder")
+BENCHMARK_URL = "http://www-etud.iro.umontreal.ca/~boulanni/{}.pickle"
+CACHE_VERSION = 1
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be loaded: missing path, no readable file, malformed or hostile pickle."""
+
+
+# ---------------------------------------------------------------- benchmark pickles
+class _BenchmarkUnpickler(pickle.Unpickler):
+    """Admits only what the benchmark format holds: containers, ints and numpy integer scalars.
+
+    Plain ``pickle.load`` would call any importable function named in the file; this refuses every
+    global except the numpy scalar/dtype constructors that the original Python 2 JSB pickle uses.
+    """
+
+    ALLOWED = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy", "dtype"), ("builtins", "set"), ("builtins", "frozenset")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise CorpusError(f"refused to load {module}.{name}: a benchmark pickle holds only lists, "
+                          "tuples and integers")
+
+
+def load_benchmark_pickle(path: str | Path) -> dict[str, list[np.ndarray]]:
+    """Read a Boulanger-Lewandowski pickle (split -> sequences -> frames -> MIDI pitches) safely."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = _BenchmarkUnpickler(f, encoding="latin1").load()
+    except CorpusError as e:
+        raise CorpusError(f"{path}: {e}") from None
+    except Exception as e:
+        raise CorpusError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(s), list) for s in SPLITS):
+        raise CorpusError(f"{path}: expected a dict with lists under 'train', 'valid' and 'test'")
+    out = {}
+    for split in SPLITS:
+        rolls = []
+        for i, seq in enumerate(data[split]):
+            try:
+                pitches = [[int(p) for p in frame] for frame in seq]
+                if any(p < PITCH_LO or p > PITCH_HI for frame in pitches for p in frame):
+                    raise ValueError(f"a pitch outside {PITCH_LO}..{PITCH_HI}")
+            except (TypeError, ValueError) as e:
+                raise CorpusError(f"{path}: {split} sequence {i} is malformed ({e})") from None
+            rolls.append(pitches_to_roll(pitches))
+        out[split] = rolls
+    return out
+
+
+def download(url: str, dest: Path) -> Path:
+    """Fetch ``url`` into ``dest`` with a progress bar; the file appears complete or not at all."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r, os.fdopen(fd, "wb") as f, \
+                Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                         transient=True) as bar:
+            task = bar.add_task(f"downloading {dest.name}", total=int(r.headers.get("Content-Length") or 0)
+                                or None)
+            while chunk := r.read(1 << 16):
+                f.write(chunk)
+                bar.advance(task, len(chunk))
+        os.replace(tmp, dest)
+    except OSError as e:  # URLError is an OSError
+        raise CorpusError(f"could not download {url} ({e}); put {dest.name} in a folder and pass it "
+                          "as root") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def benchmark_path(dataset: str, root: str | None, data_dir: Path) -> Path:
+    """Where the pickle is: ``root/<Name>.pickle`` if given, else ``data_dir``, downloading it there."""
+    name = BENCHMARKS[dataset] + ".pickle"
+    if root is not None:
+        path = Path(root) / name
+        if not path.is_file():
+            raise CorpusError(f"{path} not found (root must be the folder holding '{name}')")
+        return path
+    path = data_dir / name
+    return path if path.is_file() else download(BENCHMARK_URL.format(urllib.request.quote(
+        BENCHMARKS[dataset])), path)
+
+
+# ---------------------------------------------------------------- files parsed in parallel
+def split_of(name: str, seed: int = 0, valid: float = 0.1, test: float = 0.1) -> str:
+    """A fixed split from the file's name alone, so it never depends on listing order."""
+    u = int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:8], 16) / 16**8
+    return "test" if u < test else "valid" if u < test + valid else "train"
+
+
+def _parse_chorale(name: str, frames_per_beat: int, transpose_to_c: bool):
+    from music21 import corpus
+
+    try:
+        return score_to_roll(corpus.parse(name, forceSource=True), frames_per_beat, transpose_to_c)
+    except Exception as e:  # a value, so one bad chorale never stops the pool
+        return PianorollError(f"{name}: {e}")
+
+
+def _parse_file(path: str, **kw):
+    try:
+        return file_to_roll(path, **kw)
+    except PianorollError as e:
+        return e  # a value, so one bad file never stops the pool
+
+
+def _parse_all(func, items: list[str], what: str, workers: int | None = None) -> list:
+    """``func`` over ``items`` in worker processes, in order, with a progress bar."""
+    from rich.progress import Progress
+
+    workers = workers or min(len(items), os.cpu_count() or 1)
+    with Progress(*Progress.get_default_columns(), transient=True) as bar, \
+            ProcessPoolExecutor(max_workers=workers) as pool:
+        task = bar.add_task(f"parsing {what}", total=len(items))
+        results = []
+        for r in pool.map(func, items, chunksize=4):
+            results.append(r)
+            bar.advance(task)
+    return results
+
+
+def load_bach(frames_per_beat: int, transpose_to_c: bool, seed: int) -> dict[str, list[np.ndarray]]:
+    """The Bach chorales inside music21's wheel (371, Riemenschneider numbering)."""
+    from music21 import corpus
+
+    names = list(corpus.chorales.Iterator(returnType="filename"))
+    rolls = _parse_all(partial(_parse_chorale, frames_per_beat=frames_per_beat,
+                               transpose_to_c=transpose_to_c), names, "Bach chorales (music21)")
+    out = {s: [] for s in SPLITS}
+    for name, r in zip(names, rolls):
+        if isinstance(r, Exception):
+            print(f"warning: skipped {r}")
+        else:
+            out[split_of(name, seed)].append(r[0])
+    return out
+
+
+def list_music_files(root: Path) -> tuple[list[tuple[str, Path]], tempfile.TemporaryDirectory | None]:
+    """``(name, path)`` of every MIDI / music21 file under a folder or inside a ``.zip``.
+
+    Zip members are copied out under numbered names (never their own paths), so a member called
+    ``../../x`` cannot write outside the temporary folder.
+    """
+    suffixes = MIDI_SUFFIXES + MUSIC21_SUFFIXES
+    if root.is_dir():
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        return [(p.relative_to(root).as_posix(), p) for p in files], None
+    if not zipfile.is_zipfile(root):
+        raise CorpusError(f"{root} is neither a folder nor a .zip file")
+    tmp = tempfile.TemporaryDirectory(prefix="musicrnn-")
+    out = []
+    with zipfile.ZipFile(root) as z:
+        for i, info in enumerate(sorted(z.infolist(), key=lambda m: m.filename)):
+            suffix = Path(info.filename).suffix.lower()
+            if info.is_dir() or suffix not in suffixes or "__MACOSX" in info.filename:
+                continue
+            path = Path(tmp.name) / f"{i:06d}{suffix}"
+            with z.open(info) as src, open(path, "wb") as dst:
+                dst.write(src.read(256 << 20))  # no single member above 256 MiB
+            out.append((info.filename, path))
+    return out, tmp
+
+
+def load_folder(root: str | None, frames_per_beat: int, fs: float | None, transpose_to_c: bool,
+                seed: int, warn=print) -> dict[str, list[np.ndarray]]:
+    """Every readable file under ``root``; ``train/ valid/ test/`` subfolders give the split if present.
+
+    An unreadable file is skipped with one warning line; no readable file at all is an error.
+    """
+    if root is None:
+        raise CorpusError("dataset 'folder' needs root: a folder or .zip of MIDI/ABC/MusicXML files")
+    root_path = Path(root)
+    if not root_path.exists():
+        raise CorpusError(f"{root} does not exist")
+    files, tmp = list_music_files(root_path)
+    try:
+        if not files:
+            raise CorpusError(f"{root} holds no MIDI, ABC, MusicXML or Humdrum files")
+        results = _parse_all(partial(_parse_file, frames_per_beat=frames_per_beat, fs=fs,
+                                     transpose_to_c=transpose_to_c), [str(p) for _, p in files],
+                             f"{len(files)} files in {root_path.name}")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    named_split = any(set(Path(n).parts[:-1]) & set(SPLITS) for n, _ in files)
+    out = {s: [] for s in SPLITS}
+    failed = 0
+    for (name, _), r in zip(files, results):
+        if isinstance(r, Exception):
+            failed += 1
+            warn(f"warning: skipped {name}: {str(r).split(': ', 1)[-1]}")
+            continue
+        parts = set(Path(name).parts[:-1]) & set(SPLITS)
+        split = (parts.pop() if parts else "train") if named_split else split_of(name, seed)
+        out[split].append(r[0])
+    if failed == len(files):
+        raise CorpusError(f"none of the {len(files)} files in {root} could be read")
+    if failed:
+        warn(f"warning: {failed} of {len(files)} files in {root} could not be read and were skipped")
+    return out
+
+
+# ---------------------------------------------------------------- cache
+def _versions() -> dict:
+    import music21
+    import pretty_midi
+
+    return {"cache": CACHE_VERSION, "music21": music21.__version__, "pretty_midi": pretty_midi.__version__}
+
+
+def _source_stamp(dataset: str, root: str | None) -> list:
+    """What identifies the input files: their names, sizes and modification times."""
+    if dataset == "bach" or root is None:
+        return []
+    p = Path(root)
+    files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
+    return [(str(q), q.stat().st_size, q.stat().st_mtime_ns) for q in files]
+
+
+def _save_cache(path: Path, corpus: dict[str, list[np.ndarray]]) -> None:
+    arrays = {}
+    for s in SPLITS:
+        rolls = corpus[s]
+        arrays[f"{s}_lengths"] = np.array([len(r) for r in rolls], dtype=np.int64)
+        arrays[f"{s}_frames"] = np.concatenate(rolls) if rolls else np.zeros((0, 88), np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_cache(path: Path) -> dict[str, list[np.ndarray]]:
+    with np.load(path, allow_pickle=False) as z:
+        return {s: np.split(z[f"{s}_frames"], np.cumsum(z[f"{s}_lengths"])[:-1]) if len(z[f"{s}_lengths"])
+                else [] for s in SPLITS}
+
+
+def load_corpus(dataset: str, root: str | None = None, data_dir: str | Path = "data",
+                frames_per_beat: int = 1, fs: float | None = None, transpose_to_c: bool = True,
+                seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Load (or read from cache) a corpus as ``{split: [roll (time, 88) uint8, ...]}``."""
+    if dataset not in DATASETS:
+        raise CorpusError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    data_dir = Path(data_dir)
+    if dataset in BENCHMARKS:  # resolve (and download) first, so the stamp sees the real file
+        root = str(benchmark_path(dataset, root, data_dir).parent)
+        params = {"dataset": dataset}  # fixed preprocessing: the benchmark as published
+    else:
+        params = {"dataset": dataset, "frames_per_beat": frames_per_beat, "fs": fs,
+                  "transpose_to_c": transpose_to_c, "seed": seed}
+    stamp = _source_stamp(dataset, root if dataset != "bach" else None)
+    if dataset in BENCHMARKS:
+        stamp = [s for s in stamp if Path(s[0]).name == BENCHMARKS[dataset] + ".pickle"]
+    key = hashlib.sha256(json.dumps([params, stamp, _versions()], sort_keys=True).encode()).hexdigest()
+    cache = data_dir / "cache" / f"{dataset}-{key[:16]}.npz"
+    if cache.is_file():
+        try:
+            return _load_cache(cache)
+        except Exception:
+            pass  # a damaged cache is rebuilt below
+    if dataset in BENCHMARKS:
+        corpus = load_benchmark_pickle(Path(root) / (BENCHMARKS[dataset] + ".pickle"))
+    elif dataset == "bach":
+        corpus = load_bach(frames_per_beat, transpose_to_c, seed)
+    else:
+        corpus = load_folder(root, frames_per_beat, fs, transpose_to_c, seed)
+    _save_cache(cache, corpus)
+    return corpus

@@ -1,0 +1,198 @@
+"""``PianorollDataModule``: a corpus as padded ``(batch, time, 88)`` batches with a ``(batch, time)`` mask.
+
+Run ``python -m musicrnn.data NAME [--root DIR]`` to print a corpus's statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from musicrnn.corpora import DATASETS, SPLITS, CorpusError, load_corpus
+
+# Frames per quarter note to play a benchmark back at its own speed. JSB is in quarter notes;
+# Piano-midi.de in eighths; Nottingham was sampled at 4 frames/s, i.e. eighths at 120 bpm; MuseData
+# likewise (the benchmark did not record it).
+BENCHMARK_FRAMES_PER_BEAT = {"jsb": 1, "nottingham": 2, "musedata": 2, "piano-midi": 2}
+
+
+class BucketBatchSampler(torch.utils.data.Sampler):
+    """Batches of similar length (little padding), a disjoint share per distributed rank.
+
+    Each epoch the indices are shuffled with ``seed + epoch``, cut into pools of 50 batches, each pool
+    sorted by length and cut into batches, and the batches shuffled. Rank ``r`` of ``world`` takes
+    batches ``r, r + world, ...``; with ``even=True`` (training) every rank gets the same number of
+    batches, so no rank waits at a gradient all-reduce that others never reach.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int = 0,
+                 rank: int = 0, world: int = 1, even: bool = False):
+        self.lengths, self.batch_size, self.shuffle, self.seed = np.asarray(lengths), batch_size, shuffle, seed
+        self.rank, self.world, self.even, self.epoch = rank, world, even, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        if self.shuffle:
+            order = np.random.default_rng(self.seed + self.epoch).permutation(len(self.lengths))
+        else:
+            order = np.arange(len(self.lengths))
+        pool = 50 * self.batch_size
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = order[start:start + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        if self.shuffle:
+            np.random.default_rng(self.seed + self.epoch + 1).shuffle(batches)
+        if self.even:
+            batches = batches[:len(batches) // self.world * self.world] or batches[:1] * self.world
+        return batches[self.rank::self.world]
+
+    def __iter__(self):
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+def collate(rolls: list[torch.Tensor], max_shift: int = 0) -> dict[str, torch.Tensor]:
+    """Rolls ``(time_i, 88)`` -> ``{"x": (batch, time, 88) float, "mask": (batch, time) bool}``.
+
+    ``max_shift > 0`` transposes each sequence by a random number of semitones in
+    ``[-max_shift, max_shift]`` (notes pushed off the keyboard are dropped).
+    """
+    lengths = torch.tensor([len(r) for r in rolls])
+    x = torch.zeros(len(rolls), int(lengths.max()), 88)
+    for i, r in enumerate(rolls):
+        shift = int(torch.randint(-max_shift, max_shift + 1, ())) if max_shift else 0
+        r = r.float()
+        if shift > 0:
+            x[i, :len(r), shift:] = r[:, :88 - shift]
+        elif shift < 0:
+            x[i, :len(r), :shift] = r[:, -shift:]
+        else:
+            x[i, :len(r)] = r
+    mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+    return {"x": x, "mask": mask}
+
+
+class PianorollDataModule(L.LightningDataModule):
+    """Piano-roll corpora for sequence models.
+
+    Args:
+        dataset: bach (music21's chorales, no download), jsb, nottingham, musedata, piano-midi (the
+            Boulanger-Lewandowski 2012 benchmarks) or folder (any folder or .zip of MIDI/ABC/MusicXML).
+        root: for the benchmarks, the folder holding ``<Name>.pickle`` (downloaded into ``data_dir``
+            when omitted); for folder, the folder or .zip itself.
+        data_dir: where downloads and the parse cache go.
+        batch_size: sequences per batch.
+        frames_per_beat: frames per quarter note for bach and folder (the benchmarks are fixed).
+        fs: fixed frames per second for MIDI folders instead of beat-aligned frames.
+        transpose_to_c: move each bach/folder piece to C major / C minor, as the benchmarks are.
+        chunk_len: cut training sequences into independent chunks of this many frames.
+        augment_transpose: transpose training sequences by up to this many semitones at random.
+        seed: seed of the split (folder without split subfolders, bach) and of the batch order.
+        num_workers: DataLoader worker processes (the data is in memory; 0 is usually fastest).
+    """
+
+    def __init__(self, dataset: str = "bach", root: str | None = None, data_dir: str = "data",
+                 batch_size: int = 16, frames_per_beat: int = 1, fs: float | None = None,
+                 transpose_to_c: bool = True, chunk_len: int | None = None, augment_transpose: int = 0,
+                 seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        if dataset not in DATASETS:
+            raise CorpusError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        for name, value in [("batch_size", batch_size), ("frames_per_beat", frames_per_beat),
+                            ("chunk_len", chunk_len or 1), ("fs", fs or 1)]:
+            if value <= 0:
+                raise CorpusError(f"{name} must be positive, got {value}")
+        self.save_hyperparameters()
+        self.splits: dict[str, list[torch.Tensor]] | None = None
+
+    @property
+    def frames_per_beat(self) -> int:
+        """Frames per quarter note of this corpus (what generation plays samples back at)."""
+        return BENCHMARK_FRAMES_PER_BEAT.get(self.hparams.dataset, self.hparams.frames_per_beat)
+
+    def load(self) -> dict[str, list[np.ndarray]]:
+        h = self.hparams
+        return load_corpus(h.dataset, h.root, h.data_dir, h.frames_per_beat, h.fs, h.transpose_to_c, h.seed)
+
+    def prepare_data(self) -> None:  # once per machine: download and parse into the cache
+        self.load()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        corpus = self.load()
+        self.splits = {s: [torch.from_numpy(r) for r in corpus[s] if len(r)] for s in SPLITS}
+        for s in SPLITS:
+            if not self.splits[s]:
+                raise CorpusError(f"the {s} split of {self.hparams.dataset} is empty")
+        if self.hparams.chunk_len:
+            k = self.hparams.chunk_len
+            self.splits["train"] = [c for r in self.splits["train"] for c in torch.split(r, k)]
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        rolls = self.splits[split]
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = BucketBatchSampler([len(r) for r in rolls], self.hparams.batch_size, shuffle=train,
+                                     seed=self.hparams.seed, rank=rank, world=world, even=train)
+        shift = self.hparams.augment_transpose if train else 0
+        return DataLoader(rolls, batch_sampler=sampler, num_workers=self.hparams.num_workers,
+                          collate_fn=lambda b: collate(b, shift),
+                          persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("valid", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)
+
+    def statistics(self) -> dict[str, dict]:
+        """Per split: sequences, frames, notes (active (frame, pitch) cells), mean polyphony, pitch range."""
+        stats = {}
+        for s, rolls in self.load().items():
+            frames = sum(len(r) for r in rolls)
+            notes = int(sum(int(r.sum()) for r in rolls))
+            used = np.flatnonzero(np.any([r.any(0) for r in rolls], axis=0)) + 21 if rolls else []
+            stats[s] = {"sequences": len(rolls), "frames": frames, "notes": notes,
+                        "mean_polyphony": notes / max(frames, 1),
+                        "pitch_min": int(used[0]) if len(used) else None,
+                        "pitch_max": int(used[-1]) if len(used) else None}
+        return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m musicrnn.data", description="Print a corpus's statistics.")
+    p.add_argument("dataset", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--root", help="folder holding '<Name>.pickle' (benchmarks) or the MIDI folder/.zip")
+    p.add_argument("--data-dir", default="data", help="downloads and parse cache (default: data)")
+    p.add_argument("--frames-per-beat", type=int, default=1)
+    args = p.parse_args(argv)
+    try:
+        dm = PianorollDataModule(args.dataset, args.root, args.data_dir, frames_per_beat=args.frames_per_beat)
+        stats = dm.statistics()
+    except CorpusError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{'split':<6} {'sequences':>9} {'frames':>9} {'notes':>9} {'polyphony':>9} {'pitches':>9}")
+    for s, st in stats.items():
+        print(f"{s:<6} {st['sequences']:>9} {st['frames']:>9} {st['notes']:>9} "
+              f"{st['mean_polyphony']:>9.2f} {st['pitch_min']:>4}-{st['pitch_max']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

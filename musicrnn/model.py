@@ -1,0 +1,155 @@
+"""Sequence models of piano rolls as LightningModules, and the plain RNN baseline.
+
+Every model factorises ``p(x_1..x_T) = prod_t p(x_t | u_{t-1})`` where ``u`` is the state of a
+``RecurrentCore`` that has read frames ``< t``. ``SequenceModel`` holds the core, the training and
+evaluation loops, the metrics and sampling; a subclass only says what distribution a frame has given
+its conditioning vector ``cond (batch, time, hidden)``:
+
+- ``log_prob(cond, x) -> (logp (batch, time), var or None)``: log-likelihood of each frame (``var``:
+  variance of a stochastic estimate, for the RNN-RBM's AIS);
+- ``loss(cond, x, mask) -> (scalar to minimise, logp (batch, time) or None)``;
+- ``predict(cond) -> (batch, time, 88)`` binary: the model's guess of each frame, for frame accuracy;
+- ``sample_frame(cond (batch, hidden), temperature) -> (batch, 88)`` binary.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musicrnn.core import RecurrentCore
+from musicrnn.metrics import FrameAccuracy, FrameNLL
+from musicrnn.pianoroll import NUM_PITCHES
+
+
+class SequenceModel(L.LightningModule):
+    """Shared base of RNN, RNNNADE and RNNRBM (not used on its own).
+
+    Args:
+        hidden: units of the recurrent core.
+        cell: tanh, relu, sigmoid, lstm or gru.
+        leaky: leaky integration of the core: none, fixed or learned.
+        max_timescale: longest time constant of leaky units, in frames.
+        init: recurrent weight initialisation: default, orthogonal or identity.
+        identity_scale: scale of the identity initialisation.
+        learn_init: learn the initial state ``u_0``.
+        dropout: dropout on the core's output.
+        lr: learning rate of the default optimizer (Adam); ``--optimizer`` replaces it.
+        init_from: checkpoint of a trained model whose recurrent core (same sizes) starts this one,
+            as the paper pre-trains the RNN-RBM / RNN-NADE from an RNN.
+    """
+
+    def __init__(self, hidden: int = 300, cell: str = "tanh", leaky: str = "none", max_timescale: float = 100.0,
+                 init: str = "default", identity_scale: float = 1.0, learn_init: bool = True,
+                 dropout: float = 0.0, lr: float = 1e-3, init_from: str | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.core = RecurrentCore(NUM_PITCHES, hidden, cell, leaky, max_timescale, init, identity_scale,
+                                  learn_init, dropout)
+        self.train_nll, self.val_nll, self.test_nll = FrameNLL(), FrameNLL(), FrameNLL()
+        self.val_acc, self.test_acc = FrameAccuracy(), FrameAccuracy()
+        if init_from:
+            from musicrnn.checkpoint import load_state
+
+            core = {k[5:]: v for k, v in load_state(init_from)["state_dict"].items() if k.startswith("core.")}
+            self.core.load_state_dict(core)
+
+    # ---- what a subclass defines
+    def log_prob(self, cond, x):
+        raise NotImplementedError
+
+    def predict(self, cond):
+        raise NotImplementedError
+
+    def sample_frame(self, cond, temperature: float):
+        raise NotImplementedError
+
+    def loss(self, cond, x, mask):
+        """Default: the exact per-frame negative log-likelihood, averaged over the batch's frames."""
+        logp, _ = self.log_prob(cond, x)
+        return -(logp * mask).sum() / mask.sum(), logp
+
+    # ---- Lightning
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    def training_step(self, batch, batch_idx):
+        x, mask = batch["x"], batch["mask"]
+        cond, _ = self.core(x)
+        loss, logp = self.loss(cond, x, mask)
+        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        if logp is not None:
+            self.train_nll.update(logp.detach(), mask)
+            self.log("train/nll", self.train_nll, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch, nll: FrameNLL, acc: FrameAccuracy, prefix: str) -> None:
+        x, mask = batch["x"], batch["mask"]
+        cond, _ = self.core(x)
+        logp, var = self.log_prob(cond, x)
+        nll.update(logp, mask, var)
+        acc.update(self.predict(cond), x, mask)
+        self.log(f"{prefix}/nll", nll, prog_bar=True)
+        self.log(f"{prefix}/frame_acc", acc)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, self.val_nll, self.val_acc, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, self.test_nll, self.test_acc, "test")
+
+    def on_test_epoch_end(self):
+        with self.test_nll.sync_context():  # all ranks' sums, before Lightning resets the metric
+            self.test_nll_se = float(self.test_nll.standard_error())
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["musicrnn_model"] = type(self).__name__  # which class rebuilds it
+
+    # ---- sampling
+    @torch.no_grad()
+    def sample(self, num: int, steps: int, prime: torch.Tensor | None = None,
+               temperature: float = 1.0) -> torch.Tensor:
+        """Sample ``num`` sequences of ``steps`` new frames as one batch -> ``(num, primed + steps, 88)``.
+
+        ``prime (time, 88)``: frames the model reads first; they open every returned sequence.
+        ``temperature`` scales every logit by ``1 / temperature`` (sharper below 1, flatter above).
+        """
+        if num < 1 or steps < 0 or temperature <= 0:
+            raise ValueError("num must be >= 1, steps >= 0 and temperature > 0")
+        was_training = self.training
+        self.eval()
+        state = self.core.initial_state(num)
+        out = []
+        if prime is not None and len(prime):
+            prime = prime.to(self.device, torch.float32).expand(num, -1, -1)
+            _, state = self.core(prime, state)
+            out.append(prime)
+        for _ in range(steps):
+            h = (state[0] if isinstance(state, tuple) else state)[0]  # (num, hidden)
+            frame = self.sample_frame(h, temperature)  # (num, 88)
+            out.append(frame[:, None])
+            _, state = self.core(frame[:, None], state)
+        self.train(was_training)
+        return torch.cat(out, dim=1) if out else torch.zeros(num, 0, NUM_PITCHES)
+
+
+class RNN(SequenceModel):
+    """Baseline: the recurrent core with independent sigmoid outputs, ``p(x_t,i = 1) = sigm(W_o u_{t-1} + b_o)_i``.
+
+    Frame accuracy counts a pitch as predicted when its probability exceeds 1/2.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.out = nn.Linear(self.hparams.hidden, NUM_PITCHES)
+
+    def log_prob(self, cond, x):
+        return -F.binary_cross_entropy_with_logits(self.out(cond), x, reduction="none").sum(-1), None
+
+    def predict(self, cond):
+        return self.out(cond) > 0
+
+    def sample_frame(self, cond, temperature):
+        return torch.bernoulli(torch.sigmoid(self.out(cond) / temperature))

@@ -1,0 +1,211 @@
+"""Pure conversions between music files and binary piano rolls (no torch here).
+
+A piano roll is a numpy ``uint8`` array of shape ``(time, 88)``: column ``c`` is MIDI pitch
+``c + 21`` (A0 .. C8), ``roll[t, c] == 1`` while that pitch sounds in frame ``t``. pretty_midi's own
+rolls are ``(128, time)`` with summed velocities; we never use them, so the conversion to
+``(time, pitch)`` happens once, here.
+
+Frames are either aligned to the score (``frames_per_beat`` frames per quarter note, following the
+file's own tempo map) or taken at a fixed rate (``fs`` frames per second).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+PITCH_LO, PITCH_HI = 21, 108  # A0, C8
+NUM_PITCHES = PITCH_HI - PITCH_LO + 1  # 88
+MIDI_SUFFIXES = (".mid", ".midi", ".kar")
+MUSIC21_SUFFIXES = (".abc", ".mxl", ".musicxml", ".xml", ".krn")
+MAX_FRAMES = 100_000  # longest roll we build: about 7 hours at 4 frames per second
+
+
+class PianorollError(ValueError):
+    """A file that cannot be turned into a piano roll (unreadable, empty, absurd length)."""
+
+
+def notes_to_roll(
+    starts: np.ndarray, ends: np.ndarray, pitches: np.ndarray, max_frames: int = MAX_FRAMES
+) -> tuple[np.ndarray, int]:
+    """Notes given in frame units -> ``(roll (time, 88) uint8, notes dropped as out of range)``.
+
+    Onsets and offsets are rounded to the nearest frame; a note shorter than one frame still
+    gets one frame, so no note vanishes.
+    """
+    starts = np.rint(np.asarray(starts, dtype=np.float64))
+    ends = np.rint(np.asarray(ends, dtype=np.float64))
+    pitches = np.asarray(pitches, dtype=np.int64)
+    if not (np.isfinite(starts).all() and np.isfinite(ends).all()):
+        raise PianorollError("note times are not finite")
+    inside = (pitches >= PITCH_LO) & (pitches <= PITCH_HI)
+    dropped = int((~inside).sum())
+    starts, ends, pitches = starts[inside], ends[inside], pitches[inside]
+    starts = np.maximum(starts, 0)
+    ends = np.maximum(ends, starts + 1)
+    length = int(ends.max()) if len(ends) else 0
+    if length > max_frames:
+        raise PianorollError(f"piece would be {length} frames long, over the limit of {max_frames}")
+    roll = np.zeros((length, NUM_PITCHES), dtype=np.uint8)
+    for s, e, p in zip(starts.astype(np.int64), ends.astype(np.int64), pitches):
+        roll[s:e, p - PITCH_LO] = 1
+    return roll, dropped
+
+
+def seconds_to_quarters(times: np.ndarray, tempo_times: np.ndarray, qpm: np.ndarray) -> np.ndarray:
+    """Seconds -> position in quarter notes under a piecewise-constant tempo map.
+
+    ``tempo_times`` (n,) are the seconds at which each tempo ``qpm`` (n,) starts (the first at 0).
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if len(tempo_times) == 0:
+        tempo_times, qpm = np.zeros(1), np.full(1, 120.0)
+    rate = np.asarray(qpm, dtype=np.float64) / 60.0  # quarters per second in each segment
+    # Quarter position at each tempo change, then linear within the segment.
+    at_change = np.concatenate([[0.0], np.cumsum(np.diff(tempo_times) * rate[:-1])])
+    seg = np.clip(np.searchsorted(tempo_times, times, side="right") - 1, 0, len(rate) - 1)
+    return at_change[seg] + (times - tempo_times[seg]) * rate[seg]
+
+
+def key_shift(tonic_pitch_class: int) -> int:
+    """Semitones that move a tonic to C by the smallest interval, in -5..+6 (F# goes up)."""
+    shift = (-int(tonic_pitch_class)) % 12
+    return shift - 12 if shift > 6 else shift
+
+
+def estimate_tonic(pitches: np.ndarray, durations: np.ndarray) -> int:
+    """Tonic pitch class from music21's Krumhansl-Schmuckler key analysis of the notes."""
+    from music21 import analysis, note, stream
+
+    weight = np.bincount(np.asarray(pitches, dtype=np.int64) % 12, weights=durations, minlength=12)
+    s = stream.Stream()
+    for pc in np.flatnonzero(weight > 0):  # one note per pitch class, as long as all of them
+        s.append(note.Note(60 + int(pc), quarterLength=max(float(weight[pc]), 1e-3)))
+    return analysis.discrete.KrumhanslSchmuckler().getSolution(s).tonic.pitchClass
+
+
+def midi_to_roll(
+    pm, frames_per_beat: int | None = 4, fs: float | None = None, transpose_to_c: bool = False,
+    max_frames: int = MAX_FRAMES,
+) -> tuple[np.ndarray, int]:
+    """``pretty_midi.PrettyMIDI`` -> ``(roll (time, 88), notes dropped)``.
+
+    All non-drum instruments are merged. With ``fs`` the frames are fixed-rate, otherwise there are
+    ``frames_per_beat`` frames per quarter note following the file's tempo changes. With
+    ``transpose_to_c`` the piece moves to C major / C minor, the key taken from the first key
+    signature in the file or, when there is none, estimated from the notes.
+    """
+    notes = [n for inst in pm.instruments if not inst.is_drum for n in inst.notes]
+    if not notes:
+        raise PianorollError("no notes outside drum tracks")
+    starts = np.array([n.start for n in notes])
+    ends = np.array([n.end for n in notes])
+    pitches = np.array([n.pitch for n in notes])
+    if fs is not None:
+        starts, ends = starts * fs, ends * fs
+    else:
+        tempo_times, qpm = pm.get_tempo_changes()
+        if not (np.isfinite(qpm).all() and (qpm > 0).all()):
+            raise PianorollError("the tempo map has non-positive or non-finite tempi")
+        starts = seconds_to_quarters(starts, tempo_times, qpm) * frames_per_beat
+        ends = seconds_to_quarters(ends, tempo_times, qpm) * frames_per_beat
+    if transpose_to_c:
+        if pm.key_signature_changes:
+            tonic = pm.key_signature_changes[0].key_number % 12  # 0-11 major, 12-23 minor
+        else:
+            tonic = estimate_tonic(pitches, ends - starts)
+        pitches = pitches + key_shift(tonic)
+    return notes_to_roll(starts, ends, pitches, max_frames)
+
+
+def score_to_roll(
+    score, frames_per_beat: int = 4, transpose_to_c: bool = False, max_frames: int = MAX_FRAMES
+) -> tuple[np.ndarray, int]:
+    """music21 ``Score``/``Stream`` -> ``(roll (time, 88), notes dropped)``; offsets are in quarters.
+
+    Tied notes land in adjacent frames, so they merge by themselves; grace notes (no duration) are
+    left out. With ``transpose_to_c`` the key comes from music21's key analysis of the score.
+    """
+    starts, ends, pitches = [], [], []
+    for el in score.flatten().notes:
+        length = float(el.quarterLength)
+        if length <= 0:
+            continue
+        for p in el.pitches:
+            starts.append(float(el.offset))
+            ends.append(float(el.offset) + length)
+            pitches.append(p.midi)
+    if not pitches:
+        raise PianorollError("no notes in the score")
+    pitches = np.array(pitches)
+    if transpose_to_c:
+        pitches = pitches + key_shift(score.analyze("key").tonic.pitchClass)
+    return notes_to_roll(np.array(starts) * frames_per_beat, np.array(ends) * frames_per_beat, pitches,
+                         max_frames)
+
+
+def file_to_roll(
+    path: str | Path, frames_per_beat: int = 4, fs: float | None = None, transpose_to_c: bool = False,
+    max_frames: int = MAX_FRAMES,
+) -> tuple[np.ndarray, int]:
+    """Read a MIDI file (pretty_midi) or an ABC / MusicXML / Humdrum file (music21) as a roll.
+
+    Any failure to read becomes a ``PianorollError`` naming the file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in MIDI_SUFFIXES:
+            import pretty_midi
+
+            return midi_to_roll(pretty_midi.PrettyMIDI(str(path)), frames_per_beat, fs, transpose_to_c,
+                                max_frames)
+        if suffix in MUSIC21_SUFFIXES:
+            if fs is not None:
+                raise PianorollError("fixed-rate frames need MIDI timing; use frames_per_beat")
+            import music21
+
+            score = music21.converter.parse(str(path), forceSource=True)
+            return score_to_roll(score, frames_per_beat, transpose_to_c, max_frames)
+    except PianorollError as e:
+        raise PianorollError(f"{path.name}: {e}") from None
+    except Exception as e:  # parsers raise anything from IndexError to struct.error on bad bytes
+        raise PianorollError(f"{path.name}: cannot be read ({type(e).__name__}: {e})") from None
+    raise PianorollError(f"{path.name}: unsupported file type {suffix!r}")
+
+
+def roll_to_midi(
+    roll: np.ndarray, frames_per_beat: int = 4, bpm: float = 120.0, program: int = 0, velocity: int = 80
+):
+    """Roll ``(time, 88)`` -> ``pretty_midi.PrettyMIDI`` with one instrument.
+
+    A pitch that stays on over consecutive frames becomes one held note (not re-struck each frame).
+    """
+    import pretty_midi
+
+    roll = np.asarray(roll) > 0
+    seconds_per_frame = 60.0 / bpm / frames_per_beat
+    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    inst = pretty_midi.Instrument(program=program)
+    padded = np.zeros((roll.shape[0] + 2, roll.shape[1]), dtype=np.int8)
+    padded[1:-1] = roll
+    change = np.diff(padded, axis=0)  # +1 at an onset, -1 one past an offset
+    for col in range(roll.shape[1]):
+        on = np.flatnonzero(change[:, col] == 1)
+        off = np.flatnonzero(change[:, col] == -1)
+        for s, e in zip(on, off):
+            inst.notes.append(pretty_midi.Note(velocity, col + PITCH_LO, s * seconds_per_frame,
+                                               e * seconds_per_frame))
+    inst.notes.sort(key=lambda n: (n.start, n.pitch))
+    pm.instruments.append(inst)
+    return pm
+
+
+def pitches_to_roll(frames: list) -> np.ndarray:
+    """Benchmark format (a list of frames, each a collection of MIDI pitches) -> roll ``(time, 88)``."""
+    roll = np.zeros((len(frames), NUM_PITCHES), dtype=np.uint8)
+    for t, frame in enumerate(frames):
+        for p in frame:
+            roll[t, int(p) - PITCH_LO] = 1
+    return roll

@@ -1,0 +1,147 @@
+"""RNN-RBM (Boulanger-Lewandowski, Bengio & Vincent 2012, eqs. 9-13): a binary RBM per frame whose
+biases come from the recurrent state.
+
+Notation, D = 88 pitches, H = RBM hidden units:
+    b_v(t) = b_v + W_uv u_{t-1}     ``to_bv``   (D,)
+    b_h(t) = b_h + W_uh u_{t-1}     ``to_bh``   (H,)
+    W                               ``W``       (D, H), shared over time
+    free energy  F(v) = -b_v(t).v - sum_j softplus(b_h(t) + v W)_j,   p(v) = exp(-F(v)) / Z(t)
+Training: CD-k; the cost ``F(v_data) - F(v_k)`` with the chain's end ``v_k`` held constant sends the
+gradient into W and, through the biases, into the RNN. Evaluation: ``log Z(t)`` of every frame by
+annealed importance sampling (Salakhutdinov & Murray 2008), or exactly for small layers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musicrnn.model import SequenceModel
+from musicrnn.pianoroll import NUM_PITCHES
+
+
+def free_energy(v, b_v, b_h, W):
+    """``v (n, D)``, ``b_v (n, D)``, ``b_h (n, H)``, ``W (D, H)`` -> ``F(v) (n,)``."""
+    return -(v * b_v).sum(-1) - F.softplus(b_h + v @ W).sum(-1)
+
+
+def gibbs(v, b_v, b_h, W, steps: int, temperature: float = 1.0):
+    """``steps`` rounds of block Gibbs sampling v -> h -> v; returns the last ``v (n, D)``."""
+    for _ in range(steps):
+        h = torch.bernoulli(torch.sigmoid((b_h + v @ W) / temperature))
+        v = torch.bernoulli(torch.sigmoid((b_v + h @ W.T) / temperature))
+    return v
+
+
+def exact_log_z(b_v, b_h, W):
+    """``log Z`` of each RBM ``(n,)`` by enumerating the smaller layer (at most 20 units)."""
+    D, H = W.shape
+    if min(D, H) > 20:
+        raise ValueError(f"exact log Z enumerates 2^min(D, H) states; {min(D, H)} units is too many")
+    enum_hidden = H <= D
+    n = H if enum_hidden else D
+    states = ((torch.arange(2 ** n)[:, None] >> torch.arange(n)) & 1).to(W.dtype)  # (2^n, n)
+    if enum_hidden:  # sum over v analytically: sum_h exp(b_h.h) prod_i (1 + exp(b_v_i + (W h)_i))
+        terms = b_h @ states.T + F.softplus(b_v[:, None, :] + (states @ W.T)[None]).sum(-1)
+    else:
+        terms = b_v @ states.T + F.softplus(b_h[:, None, :] + (states @ W)[None]).sum(-1)
+    return torch.logsumexp(terms, dim=1)
+
+
+def ais_log_z(b_v, b_h, W, runs: int = 100, steps: int = 1000):
+    """Annealed importance sampling estimate of ``log Z`` for each RBM; returns ``(log_z (n,), var (n,))``.
+
+    The path runs from ``beta = 0`` to ``1`` in ``steps`` equal steps over
+    ``p_beta(v) ~ exp(b_v.v) prod_j (1 + exp(beta (b_h + v W)_j))``: at ``beta = 0`` the visible units are
+    independent with the frame's own biases (``log Z_0 = sum softplus(b_v) + H log 2``), and the base
+    already matches the frame's visible marginals. All ``n * runs`` chains advance together.
+    ``var`` is the delta-method variance of ``log Z`` over the runs (its square root is the standard
+    error); the estimate is unbiased for ``Z``, so ``log Z`` is slightly low on average.
+    """
+    n, H = b_h.shape
+    bv = b_v.repeat_interleave(runs, 0)  # (n * runs, D)
+    bh = b_h.repeat_interleave(runs, 0)
+    v = torch.bernoulli(torch.sigmoid(bv))
+    log_w = torch.zeros(len(v), dtype=torch.float64)
+    betas = torch.linspace(0, 1, steps + 1)
+    act = bh + v @ W  # (n * runs, H)
+    for b_prev, b in zip(betas[:-1], betas[1:]):
+        log_w += (F.softplus(b * act) - F.softplus(b_prev * act)).sum(-1).double()
+        h = torch.bernoulli(torch.sigmoid(b * act))
+        v = torch.bernoulli(torch.sigmoid(bv + b * (h @ W.T)))
+        act = bh + v @ W
+    log_w = log_w.view(n, runs)
+    log_z0 = (F.softplus(b_v).sum(-1) + H * math.log(2)).double()
+    log_mean_w = torch.logsumexp(log_w, 1) - math.log(runs)
+    w = torch.exp(log_w - log_w.max(1, keepdim=True).values)
+    var = w.var(1) / (runs * w.mean(1) ** 2) if runs > 1 else torch.zeros(n, dtype=torch.float64)
+    return (log_z0 + log_mean_w).to(W.dtype), var
+
+
+class RNNRBM(SequenceModel):
+    """RNN-RBM trained by CD-k; log-likelihood by AIS.
+
+    Frame accuracy predicts a frame by mean-field: ``m = sigm(b_v + W sigm(b_h + m W))`` iterated from
+    ``sigm(b_v)``, each pitch on where ``m > 1/2``.
+
+    Args:
+        rbm_hidden: RBM hidden units H.
+        cd_steps: k of CD-k during training.
+        gibbs_steps: Gibbs steps per generated frame.
+        ais_runs: AIS runs per frame in test and ``evaluate`` (the paper uses 100).
+        ais_steps: intermediate temperatures of AIS.
+        val_ais_runs: AIS runs per frame for the cheaper validation estimate each epoch.
+        val_ais_steps: AIS temperatures for validation.
+        ais_batch: frames whose AIS chains run together (bounds memory: ``ais_batch * runs`` chains).
+        **kwargs: the recurrent core and optimizer (see ``SequenceModel``).
+    """
+
+    def __init__(self, rbm_hidden: int = 150, cd_steps: int = 15, gibbs_steps: int = 25, ais_runs: int = 100,
+                 ais_steps: int = 1000, val_ais_runs: int = 10, val_ais_steps: int = 200,
+                 ais_batch: int = 256, **kwargs):
+        super().__init__(**kwargs)
+        D, H, U = NUM_PITCHES, rbm_hidden, self.hparams.hidden
+        self.W = nn.Parameter(torch.randn(D, H) * 0.01)
+        self.to_bv = nn.Linear(U, D)  # weight W_uv, bias b_v
+        self.to_bh = nn.Linear(U, H)  # weight W_uh, bias b_h
+
+    def loss(self, cond, x, mask):
+        v, b_v, b_h = x[mask], self.to_bv(cond[mask]), self.to_bh(cond[mask])  # (frames, .)
+        with torch.no_grad():
+            v_k = gibbs(v, b_v, b_h, self.W, self.hparams.cd_steps)
+        cost = (free_energy(v, b_v, b_h, self.W) - free_energy(v_k, b_v, b_h, self.W)).mean()
+        return cost, None
+
+    def log_prob(self, cond, x):
+        h = self.hparams
+        runs, steps = (h.val_ais_runs, h.val_ais_steps) if self.trainer_stage() == "validate" else \
+            (h.ais_runs, h.ais_steps)
+        v, c = x.reshape(-1, NUM_PITCHES), cond.reshape(-1, cond.shape[-1])
+        b_v, b_h = self.to_bv(c), self.to_bh(c)
+        log_z, var = [], []
+        for i in range(0, len(v), h.ais_batch):
+            lz, vz = ais_log_z(b_v[i:i + h.ais_batch], b_h[i:i + h.ais_batch], self.W, runs, steps)
+            log_z.append(lz)
+            var.append(vz)
+        logp = -free_energy(v, b_v, b_h, self.W) - torch.cat(log_z)
+        return logp.reshape(x.shape[:2]), torch.cat(var).reshape(x.shape[:2])
+
+    def trainer_stage(self) -> str:
+        """'validate' inside fit's validation loop, else 'test' (evaluation uses the full AIS)."""
+        t = self._trainer
+        return "validate" if t is not None and (t.validating or t.sanity_checking) else "test"
+
+    def predict(self, cond, iterations: int = 10):
+        b_v, b_h = self.to_bv(cond), self.to_bh(cond)
+        m = torch.sigmoid(b_v)
+        for _ in range(iterations):
+            m = torch.sigmoid(b_v + torch.sigmoid(b_h + m @ self.W) @ self.W.T)
+        return m > 0.5
+
+    def sample_frame(self, cond, temperature):
+        b_v, b_h = self.to_bv(cond), self.to_bh(cond)
+        v = torch.bernoulli(torch.sigmoid(b_v / temperature))
+        return gibbs(v, b_v, b_h, self.W, self.hparams.gibbs_steps, temperature)

@@ -1,0 +1,118 @@
+"""Train a sequence model on a piano-roll corpus, then test its best checkpoint.
+
+    python train.py                                   # RNN on music21's Bach chorales
+    python train.py --config configs/jsb_rnn_nade.yaml
+    python train.py --model RNNRBM --data.dataset jsb --data.root ../shared/data/pickle
+    python train.py --help
+
+Checkpoints go to ``checkpoints/<run_name>/`` (``best.ckpt`` by ``val/nll``, ``last.ckpt``, and a small
+``model.ckpt`` with weights and settings only); CSV logs to ``runs/<run_name>/``. Running the same
+command again resumes from ``last.ckpt``. The run ends by testing ``best.ckpt`` and writing
+``summary.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, slim
+from musicrnn.corpora import CorpusError
+from musicrnn.data import PianorollDataModule
+from musicrnn.model import RNN, SequenceModel  # noqa: F401 (imported so --model takes a class name)
+from musicrnn.nade import RNNNADE  # noqa: F401
+from musicrnn.rbm import RNNRBM  # noqa: F401
+
+
+class TrainCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser):
+        parser.add_argument("--run_name", type=str | None, default=None,
+                            help="name of the run's folders (default: <dataset>-<model>)")
+        parser.add_argument("--checkpoint_dir", type=str, default="checkpoints",
+                            help="where each run's checkpoint folder goes")
+        parser.set_defaults({"model": {"class_path": "musicrnn.model.RNN"}})
+
+    def run_name(self) -> str:
+        c = self.config_init
+        return c.run_name or f"{c.data.hparams.dataset}-{type(c.model).__name__.lower()}"
+
+    def instantiate_trainer(self, **kwargs):
+        run = self.run_name()
+        self.run_dir = Path(self.config_init.checkpoint_dir) / run
+        self.trainer_defaults["callbacks"] = [
+            ModelCheckpoint(dirpath=self.run_dir, filename="best", monitor="val/nll", mode="min",
+                            save_last=True, enable_version_counter=False),
+            RichProgressBar(),
+        ]
+        self.trainer_defaults["plugins"] = [AtomicCheckpointIO()]
+        if self.config_init.trainer.get("logger") in (None, True):
+            kwargs["logger"] = CSVLogger(save_dir="runs", name=run, version="")
+        return super().instantiate_trainer(**kwargs)
+
+
+def summarise(trainer, model, datamodule, run_dir: Path, seconds: float) -> dict:
+    """Test the best checkpoint and write ``summary.json`` (and the slim ``model.ckpt``) beside it."""
+    best = run_dir / "best.ckpt"
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)[0]
+    summary = {
+        "model": type(model).__name__, "dataset": datamodule.hparams.dataset,
+        "test/log_likelihood": -results["test/nll"], "test/nll": results["test/nll"],
+        "test/nll_stderr": getattr(trainer.lightning_module, "test_nll_se", 0.0),
+        "test/frame_acc": results["test/frame_acc"], "epochs": trainer.current_epoch,
+        "optimizer_steps": trainer.global_step, "train_seconds": round(seconds, 1),
+        "best_checkpoint": str(best), "model_checkpoint": str(run_dir / "model.ckpt"),
+    }
+    if trainer.is_global_zero:
+        slim(best, run_dir / "model.ckpt")
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary['model']} on {summary['dataset']}: test set")
+    for col in ("log-likelihood (nats/frame)", "frame accuracy", "epochs", "train time", "checkpoint"):
+        table.add_column(col)
+    ll = f"{summary['test/log_likelihood']:.3f}"
+    if summary["test/nll_stderr"]:
+        ll += f" ± {summary['test/nll_stderr']:.3f}"
+    table.add_row(ll, f"{summary['test/frame_acc']:.4f}", str(summary["epochs"]),
+                  f"{summary['train_seconds']:.0f} s", summary["model_checkpoint"])
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        cli = TrainCLI(SequenceModel, PianorollDataModule, subclass_mode_model=True, run=False, args=argv,
+                       seed_everything_default=0, save_config_kwargs={"overwrite": True},
+                       trainer_defaults={"max_epochs": 100, "use_distributed_sampler": False})
+        last = cli.run_dir / "last.ckpt"
+        resume = str(last) if last.is_file() else None
+        if resume:
+            print(f"resuming from {resume}")
+        start = time.time()
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
+        summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start)
+        if cli.trainer.is_global_zero:
+            print_summary(summary)
+    except (CorpusError, CheckpointError, ValueError, FileNotFoundError) as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

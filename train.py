@@ -47,9 +47,9 @@ class TrainCLI(LightningCLI):
         self.run_dir = Path(self.config_init.checkpoint_dir) / run
         self.trainer_defaults["callbacks"] = [
             ModelCheckpoint(dirpath=self.run_dir, filename="best", monitor="val/nll", mode="min",
-                            save_last=True, enable_version_counter=False),
-            RichProgressBar(),
-        ]
+                            save_last=True, enable_version_counter=False)]
+        if self.config_init.trainer.get("enable_progress_bar") is not False:
+            self.trainer_defaults["callbacks"].append(RichProgressBar())
         self.trainer_defaults["plugins"] = [AtomicCheckpointIO()]
         if self.config_init.trainer.get("logger") in (None, True):
             kwargs["logger"] = CSVLogger(save_dir="runs", name=run, version="")
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"resuming from {resume}")
         start = time.time()
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
+        if cli.trainer.fast_dev_run:  # a smoke run saves no checkpoint to test
+            return 0
         summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start)
         if cli.trainer.is_global_zero:
             print_summary(summary)

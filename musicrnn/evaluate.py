@@ -11,6 +11,7 @@ written to disk.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 import lightning as L
@@ -39,7 +40,8 @@ def evaluate(ckpt: str, dataset: str, root: str | None = None, split: str = "tes
     dm.splits["test"] = dm.splits[split]  # the test loop reads "test"
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=progress)
-    results = trainer.test(model, datamodule=dm, verbose=False)[0]
+    with contextlib.redirect_stdout(sys.stderr):  # progress bar on stderr: stdout is the result line
+        results = trainer.test(model, datamodule=dm, verbose=False)[0]
     return {"nll": results["test/nll"], "nll_stderr": model.test_nll_se, "frame_acc": results["test/frame_acc"],
             "frames": sum(len(r) for r in dm.splits[split])}
 

@@ -1,0 +1,66 @@
+"""train.py and evaluate as a user runs them: real Trainer runs on tiny data."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from musicrnn.checkpoint import load_model
+from musicrnn.evaluate import evaluate
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+def test_fast_dev_run_smoke(jsb_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for model in ("RNN", "RNNNADE", "RNNRBM"):
+        assert train.main(["--model", model, "--model.hidden", "8", "--data.dataset", "jsb",
+                           "--data.root", str(jsb_root), "--trainer.fast_dev_run", "true",
+                           "--trainer.enable_progress_bar", "false"]) == 0
+
+
+def test_train_then_evaluate_reproduces_the_summary(jsb_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["--model", "RNNNADE", "--model.hidden", "16", "--model.nade_hidden", "8",
+            "--data.dataset", "jsb", "--data.root", str(jsb_root), "--trainer.max_epochs", "2",
+            "--run_name", "tiny", "--trainer.enable_progress_bar", "false"]
+    assert train.main(args) == 0
+    run = tmp_path / "checkpoints" / "tiny"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["test/log_likelihood"] == -summary["test/nll"]
+    for ckpt in ("best.ckpt", "model.ckpt"):
+        r = evaluate(str(run / ckpt), "jsb", str(jsb_root), data_dir=str(tmp_path / "data"), progress=False)
+        assert abs(r["nll"] - summary["test/nll"]) < 1e-6
+    model, data = load_model(run / "model.ckpt")
+    assert data["dataset"] == "jsb" and model.hparams.nade_hidden == 8
+    assert (run / "model.ckpt").stat().st_size < (run / "last.ckpt").stat().st_size
+    out = subprocess.run([sys.executable, "-m", "musicrnn.evaluate", str(run / "model.ckpt"), "--dataset", "jsb",
+                          "--root", str(jsb_root), "--data-dir", str(tmp_path / "data")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0
+    assert out.stdout.startswith(f"nll={summary['test/nll']:.4f} frame_acc=")
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
+def test_every_config_instantiates(config, jsb_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = train.TrainCLI(train.SequenceModel, train.PianorollDataModule, subclass_mode_model=True, run=False,
+                         args=["--config", str(config), "--data.root", str(jsb_root)])
+    class_path = cli.config.model.class_path
+    assert type(cli.model).__name__ == class_path.rsplit(".", 1)[-1]
+    assert isinstance(cli.model, torch.nn.Module) and cli.trainer is not None
+
+
+def test_data_statistics_command(jsb_root, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "musicrnn.data", "jsb", "--root", str(jsb_root),
+                          "--data-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert lines[1].split()[:2] == ["train", "6"] and lines[3].split()[:2] == ["test", "3"]
+    bad = subprocess.run([sys.executable, "-m", "musicrnn.data", "nope"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: unknown dataset")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 
 import lightning as L
 import numpy as np
@@ -148,7 +149,7 @@ class PianorollDataModule(L.LightningDataModule):
                                      seed=self.hparams.seed, rank=rank, world=world, even=train)
         shift = self.hparams.augment_transpose if train else 0
         return DataLoader(rolls, batch_sampler=sampler, num_workers=self.hparams.num_workers,
-                          collate_fn=lambda b: collate(b, shift),
+                          collate_fn=partial(collate, max_shift=shift),
                           persistent_workers=self.hparams.num_workers > 0)
 
     def train_dataloader(self):

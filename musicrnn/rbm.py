@@ -23,6 +23,11 @@ from musicrnn.model import SequenceModel
 from musicrnn.pianoroll import NUM_PITCHES
 
 
+def bernoulli(p):
+    """Binary samples with probabilities ``p``; about twice as fast as ``torch.bernoulli`` on CPU."""
+    return (torch.rand_like(p) < p).to(p.dtype)
+
+
 def free_energy(v, b_v, b_h, W):
     """``v (n, D)``, ``b_v (n, D)``, ``b_h (n, H)``, ``W (D, H)`` -> ``F(v) (n,)``."""
     return -(v * b_v).sum(-1) - F.softplus(b_h + v @ W).sum(-1)
@@ -31,8 +36,8 @@ def free_energy(v, b_v, b_h, W):
 def gibbs(v, b_v, b_h, W, steps: int, temperature: float = 1.0):
     """``steps`` rounds of block Gibbs sampling v -> h -> v; returns the last ``v (n, D)``."""
     for _ in range(steps):
-        h = torch.bernoulli(torch.sigmoid((b_h + v @ W) / temperature))
-        v = torch.bernoulli(torch.sigmoid((b_v + h @ W.T) / temperature))
+        h = bernoulli(torch.sigmoid((b_h + v @ W) / temperature))
+        v = bernoulli(torch.sigmoid((b_v + h @ W.T) / temperature))
     return v
 
 
@@ -64,14 +69,14 @@ def ais_log_z(b_v, b_h, W, runs: int = 100, steps: int = 1000):
     n, H = b_h.shape
     bv = b_v.repeat_interleave(runs, 0)  # (n * runs, D)
     bh = b_h.repeat_interleave(runs, 0)
-    v = torch.bernoulli(torch.sigmoid(bv))
+    v = bernoulli(torch.sigmoid(bv))
     log_w = torch.zeros(len(v), dtype=torch.float64)
     betas = torch.linspace(0, 1, steps + 1)
     act = bh + v @ W  # (n * runs, H)
     for b_prev, b in zip(betas[:-1], betas[1:]):
         log_w += (F.softplus(b * act) - F.softplus(b_prev * act)).sum(-1).double()
-        h = torch.bernoulli(torch.sigmoid(b * act))
-        v = torch.bernoulli(torch.sigmoid(bv + b * (h @ W.T)))
+        h = bernoulli(torch.sigmoid(b * act))
+        v = bernoulli(torch.sigmoid(bv + b * (h @ W.T)))
         act = bh + v @ W
     log_w = log_w.view(n, runs)
     log_z0 = (F.softplus(b_v).sum(-1) + H * math.log(2)).double()
@@ -143,5 +148,5 @@ class RNNRBM(SequenceModel):
 
     def sample_frame(self, cond, temperature):
         b_v, b_h = self.to_bv(cond), self.to_bh(cond)
-        v = torch.bernoulli(torch.sigmoid(b_v / temperature))
+        v = bernoulli(torch.sigmoid(b_v / temperature))
         return gibbs(v, b_v, b_h, self.W, self.hparams.gibbs_steps, temperature)

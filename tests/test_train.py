@@ -5,10 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import pytest
 import torch
 
 import train
+from musicrnn import plot
 from musicrnn.checkpoint import load_model
 from musicrnn.evaluate import evaluate
 
@@ -43,7 +45,17 @@ def test_train_then_evaluate_reproduces_the_summary(jsb_root, tmp_path, monkeypa
                           "--root", str(jsb_root), "--data-dir", str(tmp_path / "data")],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0
-    assert out.stdout.startswith(f"nll={summary['test/nll']:.4f} frame_acc=")
+    assert out.stdout == f"nll={summary['test/nll']:.4f} frame_acc={summary['test/frame_acc']:.4f} frames=55\n"
+
+
+def test_plot_draws_the_curves_of_a_real_run(jsb_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--model.hidden", "8", "--data.dataset", "jsb", "--data.root", str(jsb_root),
+                       "--trainer.max_epochs", "3", "--run_name", "p", "--trainer.enable_progress_bar", "false"]) == 0
+    assert plot.main([str(tmp_path / "runs" / "p")]) == 0
+    image = matplotlib.image.imread(tmp_path / "runs" / "p" / "curves.png")
+    assert image.shape[0] > 200 and image.shape[1] > 500 and image[..., :3].std() > 0.05
+    assert plot.main([str(tmp_path / "nowhere")]) == 2
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())

@@ -1,0 +1,89 @@
+"""Learning curves of a run as one PNG.
+
+    python -m musicrnn.plot runs/jsb-rnn_nade            # writes runs/jsb-rnn_nade/curves.png
+    python -m musicrnn.plot runs/a runs/b --out cmp.png   # several runs on the same axes
+
+Reads the ``metrics.csv`` that Lightning's CSVLogger writes and draws one panel per quantity that the
+run logged: log-likelihood (train and validation, per epoch), gradient norm and clipped fraction,
+momentum and learning rate (per step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+PANELS = [  # (title, y label, metric names, x axis)
+    ("Log-likelihood", "nats per frame", ("train/nll", "val/nll"), "epoch"),
+    ("Gradient norm (before clipping)", "L2 norm", ("train/grad_norm",), "step"),
+    ("Clipped steps", "fraction", ("train/clip_fraction",), "step"),
+    ("Momentum", "mu", ("train/momentum",), "step"),
+    ("Learning rate", "lr", ("train/lr",), "step"),
+]
+
+
+def read_metrics(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    """``metrics.csv`` -> ``{metric: [(epoch or step, value), ...]}`` for every logged metric."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (a run folder of the CSV logger holds metrics.csv)")
+    series: dict[str, list[tuple[float, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for name, value in row.items():
+                if value and name not in ("epoch", "step"):
+                    x = float(row["epoch"] if name.endswith("/nll") or name.startswith("val/") else row["step"])
+                    series.setdefault(name, []).append((x, float(value)))
+    return series
+
+
+def runs_to_png(run_dirs: list[Path], out: Path) -> Path:
+    """Draw the learning curves of one or more runs into ``out`` (PNG, 150 dpi)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {d.name: read_metrics(d) for d in run_dirs}
+    panels = [p for p in PANELS if any(m in s for s in runs.values() for m in p[2])]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.6 * len(panels)), squeeze=False)
+    for ax, (title, ylabel, metrics, xlabel) in zip(axes[:, 0], panels):
+        for run, series in runs.items():
+            for m in metrics:
+                if m in series:
+                    xs, ys = zip(*series[m])
+                    if m.endswith("/nll"):  # the papers report log-likelihood: -nll
+                        ys = [-y for y in ys]
+                    name = m.replace("/nll", " log-likelihood")
+                    label = name if len(runs) == 1 else f"{run}: {name}"
+                    ax.plot(xs, ys, label=label, linewidth=1.2)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m musicrnn.plot", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<run_name>)")
+    p.add_argument("--out", type=Path, help="PNG to write (default: <first run>/curves.png)")
+    a = p.parse_args(argv)
+    try:
+        out = runs_to_png(a.runs, a.out or a.runs[0] / "curves.png")
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

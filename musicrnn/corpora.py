@@ -50,7 +50,8 @@ class _BenchmarkUnpickler(pickle.Unpickler):
     """
 
     ALLOWED = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-               ("numpy", "dtype"), ("builtins", "set"), ("builtins", "frozenset")}
+               ("numpy", "dtype"), ("builtins", "set"), ("builtins", "frozenset"),
+               ("__builtin__", "set"), ("__builtin__", "frozenset")}  # Python 2's names (protocols 0-2)
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:

@@ -42,20 +42,53 @@ class CorpusError(ValueError):
 
 
 # ---------------------------------------------------------------- benchmark pickles
+class _IntDtype:
+    """An integer dtype named in a pickle. The pickle's BUILD state (the byte order) lands here, never in
+    numpy's own ``dtype.__setstate__``, which a forged state crashes."""
+
+    def __init__(self, dtype: np.dtype):
+        self.dtype = dtype
+
+    def __setstate__(self, state) -> None:
+        order = state[1] if isinstance(state, tuple) and len(state) > 1 else "|"
+        if order not in ("<", ">", "|", "="):
+            raise CorpusError(f"refused a numpy dtype with byte order {order!r}")
+        if order in "<>":
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+def _numpy_dtype(name, align=False, copy=True) -> _IntDtype:
+    """Stands in for ``numpy.dtype`` in benchmark pickles: integer types only."""
+    if not (isinstance(name, str) and name in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8")):
+        raise CorpusError(f"refused numpy dtype {name!r}: a benchmark pickle holds only integers")
+    return _IntDtype(np.dtype(name))
+
+
+def _numpy_scalar(dtype, data=b"") -> int:
+    """Stands in for ``numpy.core.multiarray.scalar``: numpy's own reads any dtype from raw bytes, and a
+    pickle with one flipped bit (``i8`` -> ``m8``) makes it crash the process."""
+    if isinstance(data, str):  # Python 2's str, decoded as latin-1
+        data = data.encode("latin1")
+    if not isinstance(dtype, _IntDtype) or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
+        raise CorpusError("refused a numpy scalar that is not a well-formed integer")
+    return int(np.frombuffer(data, dtype=dtype.dtype)[0])
+
+
 class _BenchmarkUnpickler(pickle.Unpickler):
     """Admits only what the benchmark format holds: containers, ints and numpy integer scalars.
 
     Plain ``pickle.load`` would call any importable function named in the file; this refuses every
-    global except the numpy scalar/dtype constructors that the original Python 2 JSB pickle uses.
+    global but sets and the numpy scalar/dtype constructors that the original Python 2 JSB pickle
+    uses, and those two are replaced by checked stand-ins that accept integers only.
     """
 
-    ALLOWED = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-               ("numpy", "dtype"), ("builtins", "set"), ("builtins", "frozenset"),
-               ("__builtin__", "set"), ("__builtin__", "frozenset")}  # Python 2's names (protocols 0-2)
+    ALLOWED = {("numpy.core.multiarray", "scalar"): _numpy_scalar, ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+               ("numpy", "dtype"): _numpy_dtype, ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
+               ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset}  # Python 2's names
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
+            return self.ALLOWED[module, name]
         raise CorpusError(f"refused to load {module}.{name}: a benchmark pickle holds only lists, "
                           "tuples and integers")
 

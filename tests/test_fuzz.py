@@ -5,6 +5,7 @@ import pickle
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -127,3 +128,16 @@ def test_memo_references_cannot_inflate_a_small_pickle(tmp_path):
     (tmp_path / "x.pickle").write_bytes(pickle.dumps({"train": [seq] * 30, "valid": [], "test": []}))
     with pytest.raises(CorpusError, match="not a list of at most 100000 frames"):
         load_benchmark_pickle(tmp_path / "x.pickle")
+
+
+def test_a_forged_numpy_dtype_cannot_crash_the_process(tmp_path):
+    """Found by the fuzzer: one flipped bit turns ``i8`` into ``m8``, and numpy's own unpickling of that
+    scalar segfaults. Run in a child process so a regression fails the test instead of killing pytest."""
+    data = pickle.dumps({"train": [[(np.int64(60),)]], "valid": [], "test": []}, protocol=4)
+    assert data.count(b"i8") == 1
+    (tmp_path / "x.pickle").write_bytes(data.replace(b"i8", b"m8"))
+    code = ("import sys\nfrom musicrnn.corpora import CorpusError, load_benchmark_pickle\n"
+            "try:\n    load_benchmark_pickle(sys.argv[1])\nexcept CorpusError as e:\n    print(e)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.pickle")], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and "refused numpy dtype 'm8'" in done.stdout, done.stderr

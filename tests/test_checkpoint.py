@@ -106,13 +106,15 @@ SAVER = textwrap.dedent("""
     model = RNN(hidden=8)
     ckpt = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "musicrnn_model": "RNN"}
     atomic_save({**ckpt, "global_step": 1}, sys.argv[1])
+    print("saved", flush=True)
     atomic_save({**ckpt, "global_step": 2, "slow": Slow()}, sys.argv[1])
 """)
 
 
 def test_kill_during_save_leaves_previous_file(tmp_path):
     path = tmp_path / "last.ckpt"
-    child = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], cwd=ROOT)
+    child = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "saved"  # the first save is complete; the second one starts
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".last.ckpt.*.part")) and time.monotonic() < deadline:
         time.sleep(0.01)

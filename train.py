@@ -7,24 +7,33 @@
 
 Checkpoints go to ``checkpoints/<run_name>/`` (``best.ckpt`` by ``val/nll``, ``last.ckpt``, and a small
 ``model.ckpt`` with weights and settings only); CSV logs to ``runs/<run_name>/``. Running the same
-command again resumes from ``last.ckpt``. The run ends by testing ``best.ckpt`` and writing
-``summary.json`` beside it.
+command again resumes from ``last.ckpt``, mid-epoch too (``--save_every_n_steps`` also writes it every
+so many steps). The run ends by testing ``best.ckpt`` and writing ``summary.json`` beside it.
+
+A step whose loss or gradient is NaN/Inf is skipped (``NonFiniteGuard``); ``--nonfinite_patience`` in a row
+stop the run. Mistakes on the command line give one line and exit code 2 (``--debug`` shows tracebacks).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
+import warnings
+from argparse import ArgumentError
 from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, slim
+from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, model_classes, slim
+from musicrnn.cli_errors import argument_error_line, exception_line
 from musicrnn.corpora import CorpusError
 from musicrnn.data import PianorollDataModule
+from musicrnn.guard import NonFiniteError, NonFiniteGuard
 from musicrnn.model import RNN, SequenceModel  # noqa: F401 (imported so --model takes a class name)
 from musicrnn.nade import RNNNADE  # noqa: F401
 from musicrnn.rbm import RNNRBM  # noqa: F401
@@ -36,6 +45,10 @@ class TrainCLI(LightningCLI):
                             help="name of the run's folders (default: <dataset>-<model>)")
         parser.add_argument("--checkpoint_dir", type=str, default="checkpoints",
                             help="where each run's checkpoint folder goes")
+        parser.add_argument("--save_every_n_steps", type=int, default=0,
+                            help="also write last.ckpt every this many optimizer steps (0: at epoch ends only)")
+        parser.add_argument("--nonfinite_patience", type=int, default=10,
+                            help="stop after this many steps in a row with a NaN/Inf loss or gradient")
         parser.set_defaults({"model": {"class_path": "musicrnn.model.RNN"}})
 
     def run_name(self) -> str:
@@ -45,11 +58,17 @@ class TrainCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         run = self.run_name()
         self.run_dir = Path(self.config_init.checkpoint_dir) / run
+        every = self.config_init.save_every_n_steps
+        if every < 0:
+            raise ValueError(f"--save_every_n_steps must be 0 or more, got {every}")
         self.trainer_defaults["callbacks"] = [
             ModelCheckpoint(dirpath=self.run_dir, filename="best", monitor="val/nll", mode="min",
-                            save_last=True, enable_version_counter=False)]
-        if self.config_init.trainer.get("enable_progress_bar") is not False:
-            self.trainer_defaults["callbacks"].append(RichProgressBar())
+                            save_last=True, enable_version_counter=False),
+            *([ModelCheckpoint(dirpath=self.run_dir, save_top_k=0, save_last=True, every_n_train_steps=every,
+                               enable_version_counter=False)] if every else []),
+            NonFiniteGuard(self.config_init.nonfinite_patience),
+            *([RichProgressBar()] if self.config_init.trainer.get("enable_progress_bar") is not False else []),
+        ]
         self.trainer_defaults["plugins"] = [AtomicCheckpointIO()]
         if self.config_init.trainer.get("logger") in (None, True):
             kwargs["logger"] = CSVLogger(save_dir="runs", name=run, version="")
@@ -93,10 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
+    # args= is how --debug is left out; Lightning warns about it when sys.argv is also set.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # "Seed set to 0"
     try:
         cli = TrainCLI(SequenceModel, PianorollDataModule, subclass_mode_model=True, run=False, args=argv,
                        seed_everything_default=0, save_config_kwargs={"overwrite": True},
-                       trainer_defaults={"max_epochs": 100, "use_distributed_sampler": False})
+                       trainer_defaults={"max_epochs": 100, "use_distributed_sampler": False},
+                       parser_kwargs={"exit_on_error": False})  # errors come here, not as usage text
         last = cli.run_dir / "last.ckpt"
         resume = str(last) if last.is_file() else None
         if resume:
@@ -108,11 +131,21 @@ def main(argv: list[str] | None = None) -> int:
         summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start)
         if cli.trainer.is_global_zero:
             print_summary(summary)
-    except (CorpusError, CheckpointError, ValueError, FileNotFoundError) as e:
+    except ArgumentError as e:
+        if debug:
+            raise
+        print(f"error: {argument_error_line(str(e), list(model_classes()))}", file=sys.stderr)
+        return 2
+    except (CorpusError, CheckpointError, ValueError, FileNotFoundError, MisconfigurationException) as e:
+        if debug:
+            raise
+        print(f"error: {exception_line(e)}", file=sys.stderr)
+        return 2
+    except NonFiniteError as e:
         if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1
     return 0
 
 

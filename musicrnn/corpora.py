@@ -8,6 +8,7 @@ a ``(time, 88)`` uint8 array. Parsed corpora are cached under ``<data_dir>/cache
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from musicrnn.pianoroll import (MIDI_SUFFIXES, MUSIC21_SUFFIXES, PITCH_HI, PITCH_LO, PianorollError,
-                                file_to_roll, pitches_to_roll, score_to_roll)
+from musicrnn.pianoroll import (MAX_FRAMES, MIDI_SUFFIXES, MUSIC21_SUFFIXES, NUM_PITCHES, PITCH_HI, PITCH_LO,
+                                PianorollError, file_to_roll, score_to_roll)
 
 SPLITS = ("train", "valid", "test")
 BENCHMARKS = {"jsb": "JSB Chorales", "nottingham": "Nottingham", "musedata": "MuseData",
@@ -29,6 +30,11 @@ BENCHMARKS = {"jsb": "JSB Chorales", "nottingham": "Nottingham", "musedata": "Mu
 DATASETS = ("bach", *BENCHMARKS, "folder")
 BENCHMARK_URL = "http://www-etud.iro.umontreal.ca/~boulanni/{}.pickle"
 CACHE_VERSION = 1
+# The published pickles are at most 4 MB and 400k frames. Memo references let a small pickle name the
+# same frame millions of times, so the frames are counted, not just the bytes.
+MAX_PICKLE_BYTES = 32 << 20
+MAX_TOTAL_FRAMES = 4_000_000
+MEMORY_HEADROOM = 2 << 30  # what one parsing worker may allocate beyond its size at start
 
 
 class CorpusError(ValueError):
@@ -36,46 +42,102 @@ class CorpusError(ValueError):
 
 
 # ---------------------------------------------------------------- benchmark pickles
+class _IntDtype:
+    """An integer dtype named in a pickle. The pickle's BUILD state (the byte order) lands here, never in
+    numpy's own ``dtype.__setstate__``, which a forged state crashes."""
+
+    def __init__(self, dtype: np.dtype):
+        self.dtype = dtype
+
+    def __setstate__(self, state) -> None:
+        order = state[1] if isinstance(state, tuple) and len(state) > 1 else "|"
+        if order not in ("<", ">", "|", "="):
+            raise CorpusError(f"refused a numpy dtype with byte order {order!r}")
+        if order in "<>":
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+def _numpy_dtype(name, align=False, copy=True) -> _IntDtype:
+    """Stands in for ``numpy.dtype`` in benchmark pickles: integer types only."""
+    if not (isinstance(name, str) and name in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8")):
+        raise CorpusError(f"refused numpy dtype {name!r}: a benchmark pickle holds only integers")
+    return _IntDtype(np.dtype(name))
+
+
+def _numpy_scalar(dtype, data=b"") -> int:
+    """Stands in for ``numpy.core.multiarray.scalar``: numpy's own reads any dtype from raw bytes, and a
+    pickle with one flipped bit (``i8`` -> ``m8``) makes it crash the process."""
+    if isinstance(data, str):  # Python 2's str, decoded as latin-1
+        data = data.encode("latin1")
+    if not isinstance(dtype, _IntDtype) or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
+        raise CorpusError("refused a numpy scalar that is not a well-formed integer")
+    return int(np.frombuffer(data, dtype=dtype.dtype)[0])
+
+
 class _BenchmarkUnpickler(pickle.Unpickler):
     """Admits only what the benchmark format holds: containers, ints and numpy integer scalars.
 
     Plain ``pickle.load`` would call any importable function named in the file; this refuses every
-    global except the numpy scalar/dtype constructors that the original Python 2 JSB pickle uses.
+    global but sets and the numpy scalar/dtype constructors that the original Python 2 JSB pickle
+    uses, and those two are replaced by checked stand-ins that accept integers only.
     """
 
-    ALLOWED = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-               ("numpy", "dtype"), ("builtins", "set"), ("builtins", "frozenset")}
+    ALLOWED = {("numpy.core.multiarray", "scalar"): _numpy_scalar, ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+               ("numpy", "dtype"): _numpy_dtype, ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
+               ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset}  # Python 2's names
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
+            return self.ALLOWED[module, name]
         raise CorpusError(f"refused to load {module}.{name}: a benchmark pickle holds only lists, "
                           "tuples and integers")
+
+
+def sequence_to_roll(seq) -> np.ndarray:
+    """One benchmark sequence (a list of frames, each a collection of MIDI pitches) -> roll ``(time, 88)``.
+
+    Anything else (other types, pitches off the keyboard, absurd lengths) is a ``ValueError``.
+    """
+    if not isinstance(seq, (list, tuple)) or len(seq) > MAX_FRAMES:
+        raise ValueError(f"not a list of at most {MAX_FRAMES} frames")
+    roll = np.zeros((len(seq), NUM_PITCHES), dtype=np.uint8)
+    for t, frame in enumerate(seq):
+        if not isinstance(frame, (list, tuple, set, frozenset)) or len(frame) > NUM_PITCHES:
+            raise ValueError(f"frame {t} is not a collection of at most {NUM_PITCHES} pitches")
+        for p in frame:
+            if isinstance(p, bool) or not isinstance(p, (int, np.integer)):
+                raise ValueError(f"frame {t} holds a {type(p).__name__}, not a MIDI pitch")
+            if not PITCH_LO <= p <= PITCH_HI:
+                raise ValueError(f"frame {t} holds pitch {p}, outside {PITCH_LO}..{PITCH_HI}")
+            roll[t, int(p) - PITCH_LO] = 1
+    return roll
 
 
 def load_benchmark_pickle(path: str | Path) -> dict[str, list[np.ndarray]]:
     """Read a Boulanger-Lewandowski pickle (split -> sequences -> frames -> MIDI pitches) safely."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            data = _BenchmarkUnpickler(f, encoding="latin1").load()
+        if path.stat().st_size > MAX_PICKLE_BYTES:
+            raise CorpusError(f"over the limit of {MAX_PICKLE_BYTES >> 20} MiB for a benchmark pickle")
+        # From memory, not the file: a forged length field then cannot make read() allocate gigabytes.
+        data = _BenchmarkUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
     except CorpusError as e:
         raise CorpusError(f"{path}: {e}") from None
     except Exception as e:
         raise CorpusError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict) or not all(isinstance(data.get(s), list) for s in SPLITS):
         raise CorpusError(f"{path}: expected a dict with lists under 'train', 'valid' and 'test'")
-    out = {}
+    out, frames = {}, 0
     for split in SPLITS:
         rolls = []
         for i, seq in enumerate(data[split]):
             try:
-                pitches = [[int(p) for p in frame] for frame in seq]
-                if any(p < PITCH_LO or p > PITCH_HI for frame in pitches for p in frame):
-                    raise ValueError(f"a pitch outside {PITCH_LO}..{PITCH_HI}")
-            except (TypeError, ValueError) as e:
+                rolls.append(sequence_to_roll(seq))
+            except ValueError as e:
                 raise CorpusError(f"{path}: {split} sequence {i} is malformed ({e})") from None
-            rolls.append(pitches_to_roll(pitches))
+            frames += len(rolls[-1])
+            if frames > MAX_TOTAL_FRAMES:
+                raise CorpusError(f"{path}: more than {MAX_TOTAL_FRAMES} frames in all; not a benchmark corpus")
         out[split] = rolls
     return out
 
@@ -141,13 +203,31 @@ def _parse_file(path: str, **kw):
         return e  # a value, so one bad file never stops the pool
 
 
+def limit_memory(headroom: int = MEMORY_HEADROOM) -> None:
+    """Cap this process's address space at its present size plus ``headroom`` (Linux; elsewhere nothing).
+
+    Run in each parsing worker: a hostile file that makes a parser build millions of objects then meets
+    a ``MemoryError`` (reported as unreadable) instead of exhausting the machine.
+    """
+    import resource
+
+    try:
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    soft = size + headroom if hard == resource.RLIM_INFINITY else min(size + headroom, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def _parse_all(func, items: list[str], what: str, workers: int | None = None) -> list:
-    """``func`` over ``items`` in worker processes, in order, with a progress bar."""
+    """``func`` over ``items`` in worker processes (each with a memory cap), in order, with a progress bar."""
     from rich.progress import Progress
 
     workers = workers or min(len(items), os.cpu_count() or 1)
     with Progress(*Progress.get_default_columns(), transient=True) as bar, \
-            ProcessPoolExecutor(max_workers=workers) as pool:
+            ProcessPoolExecutor(max_workers=workers, initializer=limit_memory) as pool:
         task = bar.add_task(f"parsing {what}", total=len(items))
         results = []
         for r in pool.map(func, items, chunksize=4):
@@ -199,7 +279,7 @@ def list_music_files(root: Path) -> tuple[list[tuple[str, Path]], tempfile.Tempo
 
 
 def load_folder(root: str | None, frames_per_beat: int, fs: float | None, transpose_to_c: bool,
-                seed: int, warn=print) -> dict[str, list[np.ndarray]]:
+                seed: int, warn=print, workers: int | None = None) -> dict[str, list[np.ndarray]]:
     """Every readable file under ``root``; ``train/ valid/ test/`` subfolders give the split if present.
 
     An unreadable file is skipped with one warning line; no readable file at all is an error.
@@ -215,7 +295,7 @@ def load_folder(root: str | None, frames_per_beat: int, fs: float | None, transp
             raise CorpusError(f"{root} holds no MIDI, ABC, MusicXML or Humdrum files")
         results = _parse_all(partial(_parse_file, frames_per_beat=frames_per_beat, fs=fs,
                                      transpose_to_c=transpose_to_c), [str(p) for _, p in files],
-                             f"{len(files)} files in {root_path.name}")
+                             f"{len(files)} files in {root_path.name}", workers)
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from functools import partial
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -35,9 +36,16 @@ class BucketBatchSampler(torch.utils.data.Sampler):
                  rank: int = 0, world: int = 1, even: bool = False):
         self.lengths, self.batch_size, self.shuffle, self.seed = np.asarray(lengths), batch_size, shuffle, seed
         self.rank, self.world, self.even, self.epoch = rank, world, even, 0
+        self.start = 0  # batches of the next pass to leave out (set by ResumableLoader, for one pass)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    @property
+    def sampler(self):
+        """Itself. Lightning calls ``set_epoch`` on ``loader.sampler`` and ``loader.batch_sampler.sampler``,
+        never on the batch sampler itself; without this every epoch would repeat epoch 0's order."""
+        return self
 
     def _batches(self) -> list[list[int]]:
         if self.shuffle:
@@ -57,10 +65,39 @@ class BucketBatchSampler(torch.utils.data.Sampler):
         return batches[self.rank::self.world]
 
     def __iter__(self):
-        return iter(self._batches())
+        start, self.start = self.start, 0
+        return iter(self._batches()[start:])
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader that Lightning can resume mid-epoch (it has ``state_dict``/``load_state_dict``).
+
+    It counts the batches it has handed out in the current pass; a checkpoint stores that count with the
+    sampler's epoch, and after a restore the next pass over that same epoch starts after them. The batch
+    order is a function of seed and epoch, so the batches skipped are exactly those the interrupted run
+    trained on. (With a plain DataLoader, Lightning would replay the epoch from its first batch.)
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.served, self.resume_at = 0, None  # resume_at: {"epoch", "served"} from a checkpoint
+
+    def __iter__(self):  # a generator: it reads the epoch at the first batch, after Lightning's set_epoch
+        epoch, resume, self.resume_at = self.batch_sampler.epoch, self.resume_at, None
+        self.served = resume["served"] if resume and resume["epoch"] == epoch else 0
+        self.batch_sampler.start = self.served
+        for batch in super().__iter__():
+            self.served += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.batch_sampler.epoch, "served": self.served}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.resume_at = dict(state)
 
 
 def collate(rolls: list[torch.Tensor], max_shift: int = 0) -> dict[str, torch.Tensor]:
@@ -114,6 +151,8 @@ class PianorollDataModule(L.LightningDataModule):
                             ("chunk_len", chunk_len or 1), ("fs", fs or 1)]:
             if value <= 0:
                 raise CorpusError(f"{name} must be positive, got {value}")
+        if root is not None and not Path(root).exists():  # said now, before any training is set up
+            raise CorpusError(f"root {root} does not exist")
         self.save_hyperparameters()
         self.splits: dict[str, list[torch.Tensor]] | None = None
 
@@ -148,9 +187,9 @@ class PianorollDataModule(L.LightningDataModule):
         sampler = BucketBatchSampler([len(r) for r in rolls], self.hparams.batch_size, shuffle=train,
                                      seed=self.hparams.seed, rank=rank, world=world, even=train)
         shift = self.hparams.augment_transpose if train else 0
-        return DataLoader(rolls, batch_sampler=sampler, num_workers=self.hparams.num_workers,
-                          collate_fn=partial(collate, max_shift=shift),
-                          persistent_workers=self.hparams.num_workers > 0)
+        return (ResumableLoader if train else DataLoader)(
+            rolls, batch_sampler=sampler, num_workers=self.hparams.num_workers,
+            collate_fn=partial(collate, max_shift=shift), persistent_workers=self.hparams.num_workers > 0)
 
     def train_dataloader(self):
         return self._loader("train", True)

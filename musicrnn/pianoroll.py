@@ -11,6 +11,10 @@ file's own tempo map) or taken at a fixed rate (``fs`` frames per second).
 
 from __future__ import annotations
 
+import signal
+import struct
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +24,44 @@ NUM_PITCHES = PITCH_HI - PITCH_LO + 1  # 88
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 MUSIC21_SUFFIXES = (".abc", ".mxl", ".musicxml", ".xml", ".krn")
 MAX_FRAMES = 100_000  # longest roll we build: about 7 hours at 4 frames per second
+# Parsers hold every event as a Python object (a few hundred bytes each), so a huge file is refused
+# unread; real MIDI/ABC/MusicXML pieces are far below this.
+MAX_FILE_BYTES = 8 << 20
+TIME_LIMIT_S = 60.0  # per file; a hostile file can send a parser into a very long loop
 
 
 class PianorollError(ValueError):
     """A file that cannot be turned into a piano roll (unreadable, empty, absurd length)."""
+
+
+class _TimeUp(BaseException):
+    """Raised by the alarm; a BaseException so parsers' own ``except Exception`` cannot swallow it."""
+
+
+@contextmanager
+def time_limit(seconds: float | None):
+    """Interrupt the block after ``seconds`` with a ``PianorollError``.
+
+    Uses SIGALRM, so it works in the main thread of a Unix process (the loader's worker processes,
+    a script); elsewhere the block runs unlimited.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _TimeUp
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _TimeUp:
+        raise PianorollError(f"gave up after {seconds:g} s") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def notes_to_roll(
@@ -145,31 +183,47 @@ def score_to_roll(
                          max_frames)
 
 
+def check_midi_header(path: Path) -> None:
+    """Refuse type 2 files (independent tracks with no common timeline) before parsing."""
+    with open(path, "rb") as f:
+        head = f.read(14)
+    if len(head) == 14 and head[:4] == b"MThd" and struct.unpack(">h", head[8:10])[0] == 2:
+        raise PianorollError("type 2 MIDI files (independent sequences) are not supported")
+
+
 def file_to_roll(
     path: str | Path, frames_per_beat: int = 4, fs: float | None = None, transpose_to_c: bool = False,
-    max_frames: int = MAX_FRAMES,
+    max_frames: int = MAX_FRAMES, seconds: float | None = TIME_LIMIT_S,
 ) -> tuple[np.ndarray, int]:
     """Read a MIDI file (pretty_midi) or an ABC / MusicXML / Humdrum file (music21) as a roll.
 
-    Any failure to read becomes a ``PianorollError`` naming the file.
+    Any failure to read, a file over ``MAX_FILE_BYTES`` or a parse longer than ``seconds`` becomes a
+    ``PianorollError`` naming the file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     try:
+        if suffix in MIDI_SUFFIXES + MUSIC21_SUFFIXES and path.stat().st_size > MAX_FILE_BYTES:
+            raise PianorollError(f"over the limit of {MAX_FILE_BYTES >> 20} MiB")
         if suffix in MIDI_SUFFIXES:
             import pretty_midi
 
-            return midi_to_roll(pretty_midi.PrettyMIDI(str(path)), frames_per_beat, fs, transpose_to_c,
-                                max_frames)
+            check_midi_header(path)
+            with time_limit(seconds):  # pretty_midi refuses > 1e7 ticks before allocating its tick table
+                return midi_to_roll(pretty_midi.PrettyMIDI(str(path)), frames_per_beat, fs, transpose_to_c,
+                                    max_frames)
         if suffix in MUSIC21_SUFFIXES:
             if fs is not None:
                 raise PianorollError("fixed-rate frames need MIDI timing; use frames_per_beat")
             import music21
 
-            score = music21.converter.parse(str(path), forceSource=True)
-            return score_to_roll(score, frames_per_beat, transpose_to_c, max_frames)
+            with time_limit(seconds):
+                score = music21.converter.parse(str(path), forceSource=True)
+                return score_to_roll(score, frames_per_beat, transpose_to_c, max_frames)
     except PianorollError as e:
         raise PianorollError(f"{path.name}: {e}") from None
+    except MemoryError:  # the loader's workers run under a memory cap (corpora.limit_memory)
+        raise PianorollError(f"{path.name}: needs more memory than allowed") from None
     except Exception as e:  # parsers raise anything from IndexError to struct.error on bad bytes
         raise PianorollError(f"{path.name}: cannot be read ({type(e).__name__}: {e})") from None
     raise PianorollError(f"{path.name}: unsupported file type {suffix!r}")

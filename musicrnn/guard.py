@@ -1,0 +1,77 @@
+"""``NonFiniteGuard``: a NaN or Inf loss or gradient never reaches the weights.
+
+Lightning calls ``on_before_backward`` with the loss and ``on_before_optimizer_step`` after the backward
+pass, just before ``optimizer.step()``. When the loss or any gradient is not finite, the guard drops
+every gradient (``grad = None``): PyTorch optimizers leave a parameter without a gradient untouched,
+moments and step count included, so the step does nothing. Skipped steps are counted in
+``train/skipped_steps``; after ``patience`` of them in a row the run stops with ``NonFiniteError``, whose
+one-line message names the epoch, the batch and the last checkpoint saved (whose weights are good,
+since no skipped step changed them).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced only non-finite losses or gradients for ``patience`` steps in a row."""
+
+
+class NonFiniteGuard(L.Callback):
+    def __init__(self, patience: int = 10):
+        if patience < 1:
+            raise ValueError(f"patience must be at least 1, got {patience}")
+        self.patience = patience
+        self.skipped = 0  # in the whole run
+        self.in_a_row = 0
+        self._loss_finite = True
+
+    def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
+        self._loss_finite = bool(torch.isfinite(loss.detach()).all())
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        grads = [p.grad.detach() for p in params if p.grad is not None]
+        finite = self._loss_finite and (not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()))
+        self._loss_finite = True
+        if finite:
+            self.in_a_row = 0
+            return
+        for p in params:
+            p.grad = None  # the optimizer then skips every parameter
+        self.skipped += 1
+        self.in_a_row += 1
+        if self.in_a_row >= self.patience:
+            raise NonFiniteError(
+                f"{self.in_a_row} steps in a row had a non-finite loss or gradient (epoch {trainer.current_epoch}, "
+                f"batch {trainer.fit_loop.epoch_loop.batch_idx}); stopped. Last good checkpoint: "
+                f"{last_checkpoint(trainer) or 'none saved yet'}")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        pl_module.log("train/skipped_steps", float(self.skipped), on_step=True, on_epoch=False, reduce_fx="max")
+
+    def state_dict(self) -> dict:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.skipped = state.get("skipped", 0)
+
+
+def last_checkpoint(trainer) -> str | None:
+    """The most recently written checkpoint of the run's ``ModelCheckpoint`` callbacks, if any."""
+    paths = [p for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)
+             for p in (cb.last_model_path, cb.best_model_path) if p]
+    return max(paths, key=_mtime, default=None)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return -math.inf

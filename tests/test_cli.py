@@ -1,0 +1,89 @@
+"""train.py's command line: each mistake gives one line on stderr, exit code 2 and no traceback."""
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"train": [[(60,), (62, 65), (), (67,)] * 2] * 4, "valid": [[(60,)] * 8], "test": [[(64,)] * 8]}
+
+CASES = {  # arguments -> words the one line must hold
+    "dataset": (["--data.dataset", "nope"], ["unknown dataset 'nope'", "jsb", "folder"]),
+    "model": (["--model", "Nope"], ["unknown model 'Nope'", "RNN, RNNNADE, RNNRBM"]),
+    "root": (["--data.dataset", "folder", "--data.root", "/missing/folder"], ["/missing/folder does not exist"]),
+    "batch_size": (["--data.batch_size", "-1"], ["batch_size must be positive", "-1"]),
+    "max_epochs": (["--trainer.max_epochs", "abc"], ["--trainer.max_epochs", "expected int", "'abc'"]),
+}
+MORE_CASES = {  # the same, left to `make test-all` (each run is seconds of imports on a small machine)
+    "hidden": (["--model.hidden", "x"], ["--model.hidden: expected int, got 'x'"]),
+    "unknown_option": (["--nope", "1"], ["unrecognized arguments: --nope 1"]),
+    "config": (["--config", "/missing.yaml"], ["--config", "/missing.yaml"]),
+    "lr": (["--model.lr", "-1", "--data.dataset", "jsb", "--data.root", "{data}", "--trainer.max_epochs", "1"],
+           ["learning rate", "-1"]),
+}
+
+
+def run(args: list[str], cwd: Path):
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, "--checkpoint_dir", str(cwd / "ck"),
+                             "--data.data_dir", str(cwd / "cache"), "--trainer.enable_progress_bar", "false"],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_all(cases: dict, tmp: Path) -> dict:
+    """All cases at once: ``name -> (exit code, stdout, stderr)``."""
+    (tmp / "JSB Chorales.pickle").write_bytes(pickle.dumps(TINY))
+    procs = {name: run([a.format(data=tmp) for a in args], tmp) for name, (args, _) in cases.items()}
+    return {name: (p.wait(timeout=180), *p.communicate()) for name, p in procs.items()}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    return run_all({**CASES, "debug": (["--model", "Nope", "--debug"], [])}, tmp_path_factory.mktemp("cli"))
+
+
+@pytest.fixture(scope="module")
+def more_outcomes(tmp_path_factory):
+    return run_all(MORE_CASES, tmp_path_factory.mktemp("cli"))
+
+
+def check(outcome, words: list[str], only_line: bool = True) -> None:
+    code, out, err = outcome
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "Traceback" not in err
+    for w in words:
+        assert w in lines[-1]
+    if only_line:  # found before the trainer exists: nothing else is printed at all
+        assert len(lines) == 1, err
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_one_line_and_exit_2(outcomes, name):
+    check(outcomes[name], CASES[name][1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MORE_CASES)
+def test_more_mistakes(more_outcomes, name):
+    check(more_outcomes[name], MORE_CASES[name][1], only_line=name != "lr")
+
+
+def test_debug_shows_the_traceback(outcomes):
+    code, out, err = outcomes["debug"]
+    assert code != 0 and "Traceback" in err
+
+
+def test_nonfinite_training_stops_with_one_line(tmp_path):
+    """Recurrent weights of 1e30 overflow on the first batch: every step is non-finite."""
+    (tmp_path / "JSB Chorales.pickle").write_bytes(pickle.dumps(TINY))
+    p = run(["--data.dataset", "jsb", "--data.root", str(tmp_path), "--data.batch_size", "1", "--model.cell", "relu",
+             "--model.init", "identity", "--model.identity_scale", "1e30", "--nonfinite_patience", "2",
+             "--trainer.max_epochs", "3", "--trainer.logger", "false"], tmp_path)
+    code, err = p.wait(timeout=120), p.communicate()[1]
+    assert code == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: 2 steps in a row had a non-finite loss or gradient (epoch 0, batch 1)")
+    assert "Last good checkpoint: none saved yet" in last and "Traceback" not in err

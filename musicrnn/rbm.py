@@ -56,7 +56,16 @@ def exact_log_z(b_v, b_h, W):
     return torch.logsumexp(terms, dim=1)
 
 
-def ais_log_z(b_v, b_h, W, runs: int = 100, steps: int = 1000):
+def mean_field(b_v, b_h, W, iterations: int = 20):
+    """Visible marginals by damped naive mean-field, ``m = sigm(b_v + sigm(b_h + m W) W^T)`` from
+    ``sigm(b_v)``: ``b_v (n, D)``, ``b_h (n, H)`` -> ``(n, D)``."""
+    m = torch.sigmoid(b_v)
+    for _ in range(iterations):
+        m = 0.5 * m + 0.5 * torch.sigmoid(b_v + torch.sigmoid(b_h + m @ W) @ W.T)
+    return m
+
+
+def ais_log_z(b_v, b_h, W, runs: int = 100, steps: int = 300):
     """Annealed importance sampling estimate of ``log Z`` for each RBM; returns ``(log_z (n,), var (n,))``.
 
     The path runs from ``beta = 0`` to ``1`` in ``steps`` equal steps over
@@ -64,7 +73,10 @@ def ais_log_z(b_v, b_h, W, runs: int = 100, steps: int = 1000):
     independent with the frame's own biases (``log Z_0 = sum softplus(b_v) + H log 2``), and the base
     already matches the frame's visible marginals. All ``n * runs`` chains advance together.
     ``var`` is the delta-method variance of ``log Z`` over the runs (its square root is the standard
-    error); the estimate is unbiased for ``Z``, so ``log Z`` is slightly low on average.
+    error). The estimate is unbiased for ``Z``, so ``log Z`` is low on average, by less with more
+    temperatures: ``benchmarks/ais_convergence.py`` shows how much. (Starting instead from the
+    mean-field marginals, or with the hidden biases in the base, did not converge faster on a trained
+    JSB model.)
     """
     n, H = b_h.shape
     bv = b_v.repeat_interleave(runs, 0)  # (n * runs, D)
@@ -89,8 +101,8 @@ def ais_log_z(b_v, b_h, W, runs: int = 100, steps: int = 1000):
 class RNNRBM(SequenceModel):
     """RNN-RBM trained by CD-k; log-likelihood by AIS.
 
-    Frame accuracy predicts a frame by mean-field: ``m = sigm(b_v + W sigm(b_h + m W))`` iterated from
-    ``sigm(b_v)``, each pitch on where ``m > 1/2``.
+    Frame accuracy predicts a frame by mean-field (``mean_field``): each pitch on where its marginal
+    exceeds 1/2.
 
     Args:
         rbm_hidden: RBM hidden units H.
@@ -140,12 +152,8 @@ class RNNRBM(SequenceModel):
         t = self._trainer
         return "validate" if t is not None and (t.validating or t.sanity_checking) else "test"
 
-    def predict(self, cond, iterations: int = 10):
-        b_v, b_h = self.to_bv(cond), self.to_bh(cond)
-        m = torch.sigmoid(b_v)
-        for _ in range(iterations):
-            m = torch.sigmoid(b_v + torch.sigmoid(b_h + m @ self.W) @ self.W.T)
-        return m > 0.5
+    def predict(self, cond):
+        return mean_field(self.to_bv(cond), self.to_bh(cond), self.W) > 0.5
 
     def sample_frame(self, cond, temperature):
         b_v, b_h = self.to_bv(cond), self.to_bh(cond)

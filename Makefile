@@ -22,3 +22,6 @@ test-all: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) data/cache runs
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench.py

@@ -33,28 +33,32 @@ class NADELogProb(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, v, b_v, b_h, W, V):
-        logits = torch.empty_like(v)
-        a = b_h.clone()  # a_1 = b_h
-        for i in range(v.shape[1]):
-            logits[:, i] = b_v[:, i] + torch.sigmoid(a) @ V[i]
-            a.addr_(v[:, i], W[:, i])  # a_{i+1} = a_i + v_i W[:, i]
-        ctx.save_for_backward(v, a, W, V, logits)
+        # Pitch-major contiguous copies: the loop reads row i of each, not a strided column.
+        vT, Wt = v.T.contiguous(), W.T.contiguous()  # (D, frames), (D, H)
+        logitsT = torch.empty_like(vT)
+        a = b_h.clone()  # a_1 = b_h, (frames, H)
+        for i in range(len(vT)):
+            torch.mv(torch.sigmoid(a), V[i], out=logitsT[i])
+            a.addr_(vT[i], Wt[i])  # a_{i+1} = a_i + v_i W[:, i]
+        logits = logitsT.T + b_v
+        ctx.save_for_backward(vT, a, Wt, V, logits, v)
         return -F.binary_cross_entropy_with_logits(logits, v, reduction="none").sum(-1)
 
     @staticmethod
     def backward(ctx, grad):
-        v, a, W, V, logits = ctx.saved_tensors
+        vT, a, Wt, V, logits, v = ctx.saved_tensors
         d_logits = grad[:, None] * (v - torch.sigmoid(logits))  # (frames, D) = grad of b_v
-        grad_W, grad_V = torch.zeros_like(W), torch.zeros_like(V)
+        dT = d_logits.T.contiguous()
+        grad_Wt, grad_V = torch.zeros_like(Wt), torch.zeros_like(V)
         d_a = torch.zeros_like(a)  # sum of dL/da_k over k > i: (frames, H)
         a = a.clone()
-        for i in reversed(range(v.shape[1])):
-            a.addr_(v[:, i], W[:, i], alpha=-1)  # back to a_i
+        for i in reversed(range(len(vT))):
+            a.addr_(vT[i], Wt[i], alpha=-1)  # back to a_i
             h = torch.sigmoid(a)
-            grad_W[:, i] = v[:, i] @ d_a  # W[:, i] feeds every a_k with k > i
-            grad_V[i] = d_logits[:, i] @ h
-            d_a.addcmul_(d_logits[:, i:i + 1] * V[i], h * (1 - h))
-        return None, d_logits, d_a, grad_W, grad_V
+            torch.mv(d_a.T, vT[i], out=grad_Wt[i])  # W[:, i] feeds every a_k with k > i
+            torch.mv(h.T, dT[i], out=grad_V[i])
+            d_a += torch.ops.aten.sigmoid_backward(torch.outer(dT[i], V[i]), h)  # (dL/dh) h (1 - h)
+        return None, d_logits, d_a, grad_Wt.T, grad_V
 
 
 def nade_log_prob(v, b_v, b_h, W, V):

@@ -6,7 +6,8 @@
     python train.py --help
 
 Checkpoints go to ``checkpoints/<run_name>/`` (``best.ckpt`` by ``val/nll``, ``last.ckpt``, and a small
-``model.ckpt`` with weights and settings only); CSV logs to ``runs/<run_name>/``. Running the same
+``model.ckpt`` with weights and settings only); logs to ``runs/<run_name>/`` (CSV by default,
+``--logger tensorboard`` or ``--logger wandb``), with samples every ``--sample_every_n_epochs``. Running the same
 command again resumes from ``last.ckpt``, mid-epoch too (``--save_every_n_steps`` also writes it every
 so many steps). The run ends by testing ``best.ckpt`` and writing ``summary.json`` beside it.
 
@@ -26,7 +27,6 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, model_classes, slim
@@ -37,6 +37,7 @@ from musicrnn.guard import NonFiniteError, NonFiniteGuard
 from musicrnn.model import RNN, SequenceModel  # noqa: F401 (imported so --model takes a class name)
 from musicrnn.nade import RNNNADE  # noqa: F401
 from musicrnn.rbm import RNNRBM  # noqa: F401
+from musicrnn.tracking import RunInfo, SampleLogger, finish, make_logger
 
 
 class TrainCLI(LightningCLI):
@@ -49,6 +50,11 @@ class TrainCLI(LightningCLI):
                             help="also write last.ckpt every this many optimizer steps (0: at epoch ends only)")
         parser.add_argument("--nonfinite_patience", type=int, default=10,
                             help="stop after this many steps in a row with a NaN/Inf loss or gradient")
+        parser.add_argument("--logger", type=str, default="csv",
+                            help="csv, tensorboard or wandb (offline unless WANDB_API_KEY is set); "
+                                 "--trainer.logger overrides it")
+        parser.add_argument("--sample_every_n_epochs", type=int, default=10,
+                            help="log a few samples (piano roll and audio) every this many epochs (0: never)")
         parser.set_defaults({"model": {"class_path": "musicrnn.model.RNN"}})
 
     def run_name(self) -> str:
@@ -67,11 +73,13 @@ class TrainCLI(LightningCLI):
             *([ModelCheckpoint(dirpath=self.run_dir, save_top_k=0, save_last=True, every_n_train_steps=every,
                                enable_version_counter=False)] if every else []),
             NonFiniteGuard(self.config_init.nonfinite_patience),
+            RunInfo(self.config.as_dict()),
+            SampleLogger(self.config_init.sample_every_n_epochs),
             *([RichProgressBar()] if self.config_init.trainer.get("enable_progress_bar") is not False else []),
         ]
         self.trainer_defaults["plugins"] = [AtomicCheckpointIO()]
         if self.config_init.trainer.get("logger") in (None, True):
-            kwargs["logger"] = CSVLogger(save_dir="runs", name=run, version="")
+            kwargs["logger"] = make_logger(self.config_init.logger, run)
         return super().instantiate_trainer(**kwargs)
 
 
@@ -130,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start)
         if cli.trainer.is_global_zero:
+            finish(cli.trainer, summary)
             print_summary(summary)
     except ArgumentError as e:
         if debug:

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import matplotlib.image
@@ -48,10 +49,19 @@ def test_train_then_evaluate_reproduces_the_summary(jsb_root, tmp_path, monkeypa
     assert out.stdout == f"nll={summary['test/nll']:.4f} frame_acc={summary['test/frame_acc']:.4f} frames=55\n"
 
 
-def test_plot_draws_the_curves_of_a_real_run(jsb_root, tmp_path, monkeypatch):
+def test_csv_run_logs_samples_run_info_and_plots(jsb_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert train.main(["--model.hidden", "8", "--data.dataset", "jsb", "--data.root", str(jsb_root),
-                       "--trainer.max_epochs", "3", "--run_name", "p", "--trainer.enable_progress_bar", "false"]) == 0
+                       "--trainer.max_epochs", "3", "--run_name", "p", "--trainer.enable_progress_bar", "false",
+                       "--sample_every_n_epochs", "2"]) == 0
+    samples = tmp_path / "runs" / "p" / "samples"
+    assert sorted(f.name for f in samples.iterdir()) == [  # epoch index 1 is the second epoch
+        "epoch0001-0.png", "epoch0001-0.wav", "epoch0001-1.png", "epoch0001-1.wav"]
+    assert matplotlib.image.imread(samples / "epoch0001-0.png").shape[0] > 100
+    with wave.open(str(samples / "epoch0001-1.wav")) as w:
+        assert w.getnframes() / w.getframerate() == pytest.approx(64 * 0.5, rel=0.05)  # 64 beats at 120 bpm
+    hparams = (tmp_path / "runs" / "p" / "hparams.yaml").read_text()
+    assert "git_commit:" in hparams and "data_stats:" in hparams and "sequences: 6" in hparams
     assert plot.main([str(tmp_path / "runs" / "p")]) == 0
     image = matplotlib.image.imread(tmp_path / "runs" / "p" / "curves.png")
     assert image.shape[0] > 200 and image.shape[1] > 500 and image[..., :3].std() > 0.05

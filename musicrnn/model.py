@@ -39,7 +39,8 @@ class SequenceModel(L.LightningModule):
         lr: learning rate of the default optimizer (Adam); ``--optimizer`` replaces it.
         tbptt_steps: truncated backpropagation through time: cut each batch into chunks of this many
             frames, one optimizer step per chunk, the state carried from chunk to chunk but detached.
-            Uses Lightning's manual optimisation; None trains on whole sequences.
+            Uses Lightning's manual optimisation (so an ``--lr_scheduler`` is not stepped; the
+            ``NesterovMomentum`` callback's learning-rate halving works); None trains on whole sequences.
         init_from: checkpoint of a trained model whose recurrent core (same sizes) starts this one,
             as the paper pre-trains the RNN-RBM / RNN-NADE from an RNN.
     """

@@ -55,6 +55,8 @@ class TrainCLI(LightningCLI):
                                  "--trainer.logger overrides it")
         parser.add_argument("--sample_every_n_epochs", type=int, default=10,
                             help="log a few samples (piano roll and audio) every this many epochs (0: never)")
+        parser.add_argument("--eval_train", type=bool, default=False,
+                            help="also evaluate the best checkpoint on the training split (train/nll)")
         parser.set_defaults({"model": {"class_path": "musicrnn.model.RNN"}})
 
     def run_name(self) -> str:
@@ -83,9 +85,13 @@ class TrainCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def summarise(trainer, model, datamodule, run_dir: Path, seconds: float) -> dict:
-    """Test the best checkpoint and write ``summary.json`` (and the slim ``model.ckpt``) beside it."""
+def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_train: bool = False) -> dict:
+    """Test the best checkpoint and write ``summary.json`` (and the slim ``model.ckpt``) beside it;
+    ``eval_train`` adds its log-likelihood on the training split."""
     best = run_dir / "best.ckpt"
+    if eval_train:  # before the test run, whose metrics are the ones left on the model
+        train = trainer.test(model, dataloaders=datamodule.train_eval_dataloader(), ckpt_path=str(best),
+                             verbose=False)[0]
     results = trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)[0]
     summary = {
         "model": type(model).__name__, "dataset": datamodule.hparams.dataset,
@@ -95,6 +101,8 @@ def summarise(trainer, model, datamodule, run_dir: Path, seconds: float) -> dict
         "optimizer_steps": trainer.global_step, "train_seconds": round(seconds, 1),
         "best_checkpoint": str(best), "model_checkpoint": str(run_dir / "model.ckpt"),
     }
+    if eval_train:
+        summary.update({"train/log_likelihood": -train["test/nll"], "train/nll": train["test/nll"]})
     if trainer.is_global_zero:
         slim(best, run_dir / "model.ckpt")
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -136,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
         if cli.trainer.fast_dev_run:  # a smoke run saves no checkpoint to test
             return 0
-        summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start)
+        summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start,
+                            cli.config_init.eval_train)
         if cli.trainer.is_global_zero:
             finish(cli.trainer, summary)
             print_summary(summary)

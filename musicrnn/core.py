@@ -51,6 +51,8 @@ class RecurrentCore(nn.Module):
             raise ValueError(f"unknown leaky {leaky!r}; choose none, fixed or learned")
         if leaky != "none" and cell in ("lstm", "gru"):
             raise ValueError("leaky integration applies to tanh, relu and sigmoid cells, not gated ones")
+        if max_timescale < 1:
+            raise ValueError(f"max_timescale is in frames and must be >= 1, got {max_timescale}")
         if init not in ("default", "orthogonal", "identity"):
             raise ValueError(f"unknown init {init!r}; choose default, orthogonal or identity")
         self.cell, self.hidden = cell, hidden
@@ -66,8 +68,11 @@ class RecurrentCore(nn.Module):
             # alpha_i = 1 - 1/tau_i with tau_i from 1 (no leak) to max_timescale frames.
             tau = torch.logspace(0, math.log10(max_timescale), hidden)
             alpha = (1 - 1 / tau).clamp(1e-4, 1 - 1e-4)
-            logit = torch.log(alpha) - torch.log1p(-alpha)
-            self.alpha_logit = nn.Parameter(logit, requires_grad=leaky == "learned")
+            logit = torch.log(alpha) - torch.log1p(-alpha)  # alpha = sigmoid(alpha_logit), (hidden,)
+            if leaky == "learned":
+                self.alpha_logit = nn.Parameter(logit)
+            else:  # a buffer, not a frozen parameter: optimizers and weight decay never see it
+                self.register_buffer("alpha_logit", logit)
         else:
             self.alpha_logit = None
         gates = 4 if cell == "lstm" else 3 if cell == "gru" else 1

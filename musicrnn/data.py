@@ -194,6 +194,10 @@ class PianorollDataModule(L.LightningDataModule):
     def train_dataloader(self):
         return self._loader("train", True)
 
+    def train_eval_dataloader(self):
+        """The training split in evaluation order: no shuffling, no transposition, every batch."""
+        return self._loader("train", False)
+
     def val_dataloader(self):
         return self._loader("valid", False)
 

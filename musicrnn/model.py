@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicrnn.core import RecurrentCore
+from musicrnn.core import RecurrentCore, detach_state
 from musicrnn.metrics import FrameAccuracy, FrameNLL
 from musicrnn.pianoroll import NUM_PITCHES
 
@@ -37,15 +37,23 @@ class SequenceModel(L.LightningModule):
         learn_init: learn the initial state ``u_0``.
         dropout: dropout on the core's output.
         lr: learning rate of the default optimizer (Adam); ``--optimizer`` replaces it.
+        tbptt_steps: truncated backpropagation through time: cut each batch into chunks of this many
+            frames, one optimizer step per chunk, the state carried from chunk to chunk but detached.
+            Uses Lightning's manual optimisation (so an ``--lr_scheduler`` is not stepped; the
+            ``NesterovMomentum`` callback's learning-rate halving works); None trains on whole sequences.
         init_from: checkpoint of a trained model whose recurrent core (same sizes) starts this one,
             as the paper pre-trains the RNN-RBM / RNN-NADE from an RNN.
     """
 
     def __init__(self, hidden: int = 300, cell: str = "tanh", leaky: str = "none", max_timescale: float = 100.0,
                  init: str = "default", identity_scale: float = 1.0, learn_init: bool = True,
-                 dropout: float = 0.0, lr: float = 1e-3, init_from: str | None = None):
+                 dropout: float = 0.0, lr: float = 1e-3, tbptt_steps: int | None = None,
+                 init_from: str | None = None):
         super().__init__()
+        if tbptt_steps is not None and tbptt_steps < 1:
+            raise ValueError(f"tbptt_steps must be >= 1, got {tbptt_steps}")
         self.save_hyperparameters()
+        self.automatic_optimization = tbptt_steps is None
         self.core = RecurrentCore(NUM_PITCHES, hidden, cell, leaky, max_timescale, init, identity_scale,
                                   learn_init, dropout)
         self.train_nll, self.val_nll, self.test_nll = FrameNLL(), FrameNLL(), FrameNLL()
@@ -76,14 +84,42 @@ class SequenceModel(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
     def training_step(self, batch, batch_idx):
-        x, mask = batch["x"], batch["mask"]
-        cond, _ = self.core(x)
-        loss, logp = self.loss(cond, x, mask)
-        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
-        if logp is not None:
-            self.train_nll.update(logp.detach(), mask)
+        x, mask = batch["x"], batch["mask"]  # (batch, time, 88), (batch, time)
+        if self.automatic_optimization:
+            cond, _ = self.core(x)
+            loss, logp = self.loss(cond, x, mask)
+            self._log_train(loss, [logp], [mask])
+            return loss
+        # Truncated BPTT (Lightning 2 dropped it): chunks of k frames, one step each, the state carried
+        # over but detached so no gradient crosses a chunk boundary.
+        opt, state, k = self.optimizers(), None, self.hparams.tbptt_steps
+        losses, logps, masks = [], [], []
+        for start in range(0, x.shape[1], k):
+            xc, mc = x[:, start:start + k], mask[:, start:start + k]
+            if not mc.any():  # only padding left
+                break
+            cond, state = self.core(xc, state)
+            loss, logp = self.loss(cond, xc, mc)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+            state = detach_state(state)
+            losses.append(loss.detach() * mc.sum())
+            logps.append(None if logp is None else logp.detach())
+            masks.append(mc)
+        self._log_train(torch.stack(losses).sum() / mask.sum(), logps, masks)
+
+    def _log_train(self, loss, logps: list, masks: list) -> None:
+        """Log a batch's loss (per frame) and update the exact train/nll with its chunks' ``logp``.
+
+        Once per batch, after all its optimizer steps: in an epoch's first batch Lightning resets a
+        hook's logged sums whenever the logging hook changes, so logging between steps would lose some.
+        """
+        self.log("train/loss", loss, prog_bar=True, batch_size=int(sum(m.sum() for m in masks)))
+        if logps[0] is not None:
+            for logp, m in zip(logps, masks):
+                self.train_nll.update(logp.detach(), m)
             self.log("train/nll", self.train_nll, on_step=False, on_epoch=True)
-        return loss
 
     def _evaluate(self, batch, nll: FrameNLL, acc: FrameAccuracy, prefix: str) -> None:
         x, mask = batch["x"], batch["mask"]

@@ -1,0 +1,25 @@
+from pathlib import Path
+
+import pytest
+
+from musicrnn.callbacks import GradientClipping, NesterovMomentum
+from train import TrainCLI, PianorollDataModule, SequenceModel
+
+CONFIGS = sorted(Path(__file__).resolve().parent.parent.glob("configs/**/*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
+def test_every_shipped_config_instantiates(config, tmp_path):
+    cli = TrainCLI(SequenceModel, PianorollDataModule, subclass_mode_model=True, run=False,
+                   args=["--config", str(config), "--trainer.logger", "false", "--checkpoint_dir", str(tmp_path)])
+    # An ablation row <model>_sgd_<letters>: C clipping, L leaky, R rectifiers, M momentum.
+    parts = config.stem.split("_")
+    techniques = parts[2] if config.parent.name == "ablation" and len(parts) > 2 else ""
+    callbacks = {type(c) for c in cli.trainer.callbacks}
+    clip = [c for c in cli.trainer.callbacks if isinstance(c, GradientClipping)]
+    assert ("c" in techniques) == (bool(clip) and clip[0].threshold < float("inf"))
+    assert ("m" in techniques) == (NesterovMomentum in callbacks)
+    assert ("l" in techniques) == (cli.model.hparams.leaky != "none")
+    assert ("r" in techniques) == (cli.model.hparams.cell == "relu")
+    if "m" in techniques:  # LightningCLI's --optimizer replaced configure_optimizers
+        assert type(cli.model.configure_optimizers()).__name__ == "SimplifiedNesterov"

@@ -1,0 +1,114 @@
+import pytest
+import torch
+
+from musicrnn.core import CELLS, RecurrentCore, detach_state
+
+
+def frames(batch=3, time=9, width=88, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, time, width, generator=g) < 0.1).float()  # (batch, time, pitch)
+
+
+@pytest.mark.parametrize("cell", ["tanh", "relu"])
+def test_loop_equals_fused_rnn(cell):
+    torch.manual_seed(0)
+    core = RecurrentCore(88, 16, cell, init="orthogonal")
+    assert core.fused
+    x = frames()
+    h0 = torch.randn(1, 3, 16)
+    out_fused, last_fused = core.rnn(x, h0)
+    out_loop, last_loop = core._loop(x, h0)
+    torch.testing.assert_close(out_loop, out_fused, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(last_loop, last_fused, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell,leaky", [(c, "none") for c in CELLS] + [("tanh", "fixed"), ("relu", "learned")])
+def test_cond_at_t_depends_only_on_earlier_frames(cell, leaky):
+    torch.manual_seed(0)
+    core = RecurrentCore(88, 12, cell, leaky)
+    x = frames()
+    cond, _ = core(x)
+    assert cond.shape == (3, 9, 12)
+    torch.testing.assert_close(cond[:, 0], core.initial_state(3)[0] if cell != "lstm" else core.initial_state(3)[0][0])
+    for t in (0, 4, 8):
+        y = x.clone()
+        y[:, t] = 1 - y[:, t]  # flip every pitch of frame t
+        cond_y, _ = core(y)
+        torch.testing.assert_close(cond_y[:, :t + 1], cond[:, :t + 1], rtol=0, atol=0)
+        if t < 8:
+            assert not torch.allclose(cond_y[:, t + 1], cond[:, t + 1])
+
+
+def test_leaky_alpha_limits():
+    torch.manual_seed(0)
+    x = frames()
+    core = RecurrentCore(88, 10, "tanh", "learned")
+    plain = RecurrentCore(88, 10, "tanh")
+    plain.load_state_dict({k: v for k, v in core.state_dict().items() if k != "alpha_logit"})
+    with torch.no_grad():
+        core.alpha_logit.fill_(-30.0)  # alpha -> 0: no leak, the plain (fused) tanh RNN
+    torch.testing.assert_close(core(x)[0], plain(x)[0], rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        core.alpha_logit.fill_(30.0)  # alpha -> 1: the state never moves from u_0
+        core.init_state.normal_()
+    cond, last = core(x)
+    torch.testing.assert_close(cond, core.initial_state(3).transpose(0, 1).expand(-1, 9, -1))
+    with torch.no_grad():
+        core.alpha_logit.fill_(0.0)  # alpha = 1/2: u_1 = u_0 / 2 + F(u_0, x_0) / 2
+    u0 = torch.randn(1, 3, 10)
+    _, u1 = core(x[:, :1], u0)
+    torch.testing.assert_close(u1, 0.5 * u0 + 0.5 * plain.rnn(x[:, :1], u0)[1])
+
+
+def test_leaky_time_constants():
+    fixed = RecurrentCore(88, 20, "tanh", "fixed", max_timescale=50.0)
+    alpha = torch.sigmoid(fixed.alpha_logit)
+    tau = 1 / (1 - alpha)  # time constant of each unit, in frames
+    assert tau.min() == pytest.approx(1.0, abs=1e-3) and tau.max() == pytest.approx(50.0, rel=1e-3)
+    assert torch.all(tau[1:] > tau[:-1])
+    assert "alpha_logit" not in dict(fixed.named_parameters())  # fixed: never trained
+    learned = RecurrentCore(88, 20, "tanh", "learned", max_timescale=50.0)
+    learned(frames())[0].sum().backward()
+    assert learned.alpha_logit.grad is not None and learned.alpha_logit.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("init", ["default", "orthogonal", "identity"])
+def test_every_cell_and_init_builds_runs_and_trains(cell, init):
+    torch.manual_seed(0)
+    core = RecurrentCore(88, 8, cell, init=init, identity_scale=0.5, dropout=0.1)
+    gates = core.rnn.weight_hh_l0.shape[0] // 8
+    block = core.rnn.weight_hh_l0[:8].detach()
+    if init == "orthogonal":
+        torch.testing.assert_close(block @ block.T, torch.eye(8), rtol=0, atol=1e-5)
+    if init == "identity":
+        torch.testing.assert_close(core.rnn.weight_hh_l0.detach(), 0.5 * torch.eye(8).repeat(gates, 1))
+    cond, last = core(frames())
+    assert cond.shape == (3, 9, 8) and torch.isfinite(cond).all()
+    cond.sum().backward()
+    assert core.rnn.weight_hh_l0.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cell", ["sigmoid", "lstm", "gru"])
+def test_chunks_with_carried_state_equal_one_pass(cell):
+    torch.manual_seed(0)
+    core = RecurrentCore(88, 8, cell, "fixed" if cell == "sigmoid" else "none")
+    x = frames(time=10)
+    cond, last = core(x)
+    state, parts = None, []
+    for chunk in x.split(4, dim=1):
+        c, state = core(chunk, state)
+        parts.append(c)
+        state = detach_state(state)
+    # cond[:, 0] of each later chunk is the carried state: it matches the one pass exactly.
+    torch.testing.assert_close(torch.cat(parts, 1), cond)
+    for a, b in zip(state if cell == "lstm" else (state,), last if cell == "lstm" else (last,)):
+        torch.testing.assert_close(a, b)
+        assert not a.requires_grad
+
+
+def test_rejects_unknown_options():
+    for kwargs in ({"cell": "elman"}, {"leaky": "yes"}, {"init": "xavier"}, {"cell": "lstm", "leaky": "fixed"},
+                   {"leaky": "fixed", "max_timescale": 0.5}):
+        with pytest.raises(ValueError):
+            RecurrentCore(88, 4, **kwargs)

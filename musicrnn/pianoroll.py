@@ -54,13 +54,17 @@ def time_limit(seconds: float | None):
         raise _TimeUp
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # The alarm repeats: one that lands in a finalizer (``__del__`` during garbage collection) is
+    # swallowed by Python, and the parse would run on unlimited.
+    signal.setitimer(signal.ITIMER_REAL, seconds, max(seconds / 10, 0.01))
     try:
-        yield
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
     except _TimeUp:
         raise PianorollError(f"gave up after {seconds:g} s") from None
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 

@@ -24,6 +24,7 @@ import torch
 
 from musicrnn.checkpoint import CheckpointError, load_model
 from musicrnn.corpora import CorpusError
+from musicrnn.data import frames_per_beat_of
 from musicrnn.pianoroll import PITCH_LO, PianorollError, file_to_roll, roll_to_midi
 from musicrnn.rbm import RNNRBM
 from musicrnn.render import midi_to_wav, roll_to_png
@@ -189,7 +190,7 @@ def generate(a: argparse.Namespace) -> None:
     if is_rbm:
         model.hparams.ais_runs, model.hparams.ais_steps = LL_AIS_RUNS, LL_AIS_STEPS
     if data_hp:
-        frames_per_beat, fs = datamodule_from(data_hp).frames_per_beat, data_hp.get("fs")
+        frames_per_beat, fs = frames_per_beat_of(data_hp), data_hp.get("fs")
     else:
         frames_per_beat, fs = 1, None
         print("note: the checkpoint holds no data settings; playing 1 frame per beat", file=sys.stderr)

@@ -23,6 +23,11 @@ from musicrnn.corpora import DATASETS, SPLITS, CorpusError, load_corpus
 BENCHMARK_FRAMES_PER_BEAT = {"jsb": 1, "nottingham": 2, "musedata": 2, "piano-midi": 2}
 
 
+def frames_per_beat_of(data_hparams) -> int:
+    """Frames per quarter note of the corpus that a data module's settings describe."""
+    return BENCHMARK_FRAMES_PER_BEAT.get(data_hparams.get("dataset"), data_hparams.get("frames_per_beat", 1))
+
+
 class BucketBatchSampler(torch.utils.data.Sampler):
     """Batches of similar length (little padding), a disjoint share per distributed rank.
 
@@ -159,7 +164,7 @@ class PianorollDataModule(L.LightningDataModule):
     @property
     def frames_per_beat(self) -> int:
         """Frames per quarter note of this corpus (what generation plays samples back at)."""
-        return BENCHMARK_FRAMES_PER_BEAT.get(self.hparams.dataset, self.hparams.frames_per_beat)
+        return frames_per_beat_of(self.hparams)
 
     def load(self) -> dict[str, list[np.ndarray]]:
         h = self.hparams

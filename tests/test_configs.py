@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from musicrnn.callbacks import GradientClipping, NesterovMomentum
-from train import TrainCLI, PianorollDataModule, SequenceModel
+from musicrnn.train import PianorollDataModule, SequenceModel, TrainCLI
 
 CONFIGS = sorted(Path(__file__).resolve().parent.parent.glob("configs/**/*.yaml"))
 

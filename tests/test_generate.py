@@ -12,7 +12,7 @@ import pretty_midi
 import pytest
 import torch
 
-import generate
+from musicrnn import generate
 from musicrnn.checkpoint import atomic_save
 from musicrnn.data import PianorollDataModule
 from musicrnn.model import RNN

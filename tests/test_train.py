@@ -10,7 +10,7 @@ import matplotlib.image
 import pytest
 import torch
 
-import train
+from musicrnn import train
 from musicrnn import plot
 from musicrnn.checkpoint import load_model
 from musicrnn.evaluate import evaluate

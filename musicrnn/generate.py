@@ -1,0 +1,246 @@
+"""Sample new music from a trained checkpoint: per sample a MIDI file, a piano-roll PNG and, with
+``--audio``, a WAV; then a table comparing the samples with the training corpus.
+
+    python generate.py --ckpt checkpoints/jsb-rnn/model.ckpt --num 4 --steps 256 --out samples/
+    python generate.py --num 4 --steps 128 --seed 1 --audio        # the newest checkpoint under checkpoints/
+    python generate.py --prime opening.mid --prime-steps 32 --steps 96 --temperature 0.8
+
+Files are named ``sample-seed<SEED>-<N>.{mid,png,wav}``; the same seed gives the same files. All of them
+are written under temporary names and renamed only once every one is complete, so a failure leaves none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musicrnn.checkpoint import CheckpointError, load_model
+from musicrnn.corpora import CorpusError
+from musicrnn.data import frames_per_beat_of
+from musicrnn.pianoroll import PITCH_LO, PianorollError, file_to_roll, roll_to_midi
+from musicrnn.rbm import RNNRBM
+from musicrnn.render import midi_to_wav, roll_to_png
+
+LL_AIS_RUNS, LL_AIS_STEPS = 10, 100  # RNN-RBM: a quick AIS estimate is enough for the summary
+
+
+def newest_checkpoint(folder: str | Path = "checkpoints") -> Path:
+    """The most recently modified ``*.ckpt`` anywhere under ``folder``."""
+    found = [p for p in Path(folder).rglob("*.ckpt") if p.is_file()]
+    if not found:
+        raise CheckpointError(f"no --ckpt given and no *.ckpt under {folder}/")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def rolls_to_stats(rolls: list[np.ndarray]) -> dict:
+    """Rolls ``[(time_i, 88), ...]`` -> frames, notes (held frames merged, as in the MIDI file), mean
+    polyphony (sounding pitches per frame), lowest/highest MIDI pitch (None if silent), empty (share of
+    frames with no pitch)."""
+    frames = sum(len(r) for r in rolls)
+    cells = sum(int((r > 0).sum()) for r in rolls)
+    notes = sum(int(np.diff((r > 0).astype(np.int8), axis=0, prepend=0).clip(0).sum()) for r in rolls)
+    empty = sum(int((~(r > 0).any(1)).sum()) for r in rolls)
+    used = np.flatnonzero(np.any([(r > 0).any(0) for r in rolls], axis=0)) + PITCH_LO
+    return {"frames": frames, "notes": notes, "mean_polyphony": cells / max(frames, 1),
+            "pitch_min": int(used[0]) if len(used) else None, "pitch_max": int(used[-1]) if len(used) else None,
+            "empty": empty / max(frames, 1)}
+
+
+@torch.no_grad()
+def log_likelihood_per_frame(model, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """Sequences ``x (batch, time, 88)`` -> their mean log-likelihood per frame over frames ``start:``,
+    ``(batch,)`` (the frames before ``start`` still condition the rest)."""
+    cond, _ = model.core(x)
+    logp, _ = model.log_prob(cond, x)
+    return logp[:, start:].mean(1)
+
+
+def datamodule_from(data_hp: dict):
+    """The checkpoint's data settings -> the ``PianorollDataModule`` they describe (nothing loaded yet);
+    keys that are not its arguments (e.g. LightningCLI's ``_instantiator``) are left out."""
+    import inspect
+
+    from musicrnn.data import PianorollDataModule
+
+    known = inspect.signature(PianorollDataModule.__init__).parameters
+    return PianorollDataModule(**{k: v for k, v in data_hp.items() if k in known and k != "self"})
+
+
+def corpus_stats(data_hp: dict) -> tuple[str, dict]:
+    """The training split of the checkpoint's corpus -> ``(label, rolls_to_stats)``; raises if unreadable."""
+    train = datamodule_from(data_hp).load()["train"]
+    return f"{data_hp['dataset']} train ({len(train)} pieces)", rolls_to_stats(train)
+
+
+def print_summary(rows: list[tuple[str, dict, float | None]], notes: list[str]) -> None:
+    """One table row per ``(label, rolls_to_stats, log-likelihood per frame or None)``, then each note
+    on its own line."""
+    import pretty_midi
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="samples and training corpus")
+    for col in ("", "frames", "notes", "polyphony", "pitch range", "empty", "log-lik/frame"):
+        table.add_column(col, justify="left" if col in ("", "pitch range") else "right")
+    for label, s, ll in rows:
+        span = "-" if s["pitch_min"] is None else \
+            f"{pretty_midi.note_number_to_name(s['pitch_min'])}-{pretty_midi.note_number_to_name(s['pitch_max'])}"
+        table.add_row(label, str(s["frames"]), str(s["notes"]), f"{s['mean_polyphony']:.2f}", span,
+                      f"{100 * s['empty']:.0f}%", "-" if ll is None else f"{ll:.2f}")
+    Console(width=max(Console().width, 100)).print(table)
+    for note in notes:
+        print(note)
+
+
+def stage(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a hidden temporary file beside ``path`` and return its name (``os.replace`` it
+    onto ``path`` once everything is ready)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
+    return Path(tmp)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # reported by main in one line, like every other bad input
+        raise ValueError(message)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = Parser(prog="python generate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", help="checkpoint to sample from (default: the newest *.ckpt under checkpoints/)")
+    p.add_argument("--out", default="samples", help="folder for the files (default: samples)")
+    p.add_argument("--num", type=int, default=4, help="samples, drawn together as one batch (default: 4)")
+    p.add_argument("--steps", type=int, default=256, help="frames to generate per sample (default: 256)")
+    p.add_argument("--seed", type=int, help="random seed; the same seed gives identical files (default: random)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="divides every logit: below 1 sharper, above 1 flatter (default: 1)")
+    p.add_argument("--gibbs-steps", type=int,
+                   help="RNN-RBM: Gibbs steps per generated frame (default: the model's gibbs_steps)")
+    p.add_argument("--prime", help="MIDI, ABC or MusicXML file whose opening the model reads and continues")
+    p.add_argument("--prime-steps", type=int,
+                   help="frames of --prime to read; the output is these frames then --steps new ones (default: 32)")
+    p.add_argument("--bpm", type=float, default=120.0,
+                   help="tempo of the MIDI file, quarter notes per minute (default: 120)")
+    p.add_argument("--program", type=int, default=0, help="General MIDI program 0-127 (default: 0, piano)")
+    p.add_argument("--audio", action="store_true", help="also write a WAV: FluidSynth if installed, else sine waves")
+    p.add_argument("--soundfont", help="SoundFont (.sf2) for FluidSynth (default: a system General MIDI one)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    a = p.parse_args(argv)
+    for name, low in [("num", 1), ("steps", 1), ("gibbs_steps", 1), ("prime_steps", 1), ("program", 0)]:
+        if getattr(a, name) is not None and getattr(a, name) < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(a, name)}")
+    if a.program > 127:
+        raise ValueError(f"--program must be at most 127, got {a.program}")
+    if not (a.temperature > 0 and a.bpm > 0):
+        raise ValueError("--temperature and --bpm must be positive")
+    if a.prime_steps is not None and not a.prime:
+        raise ValueError("--prime-steps needs --prime")
+    if a.soundfont and not Path(a.soundfont).is_file():
+        raise ValueError(f"soundfont {a.soundfont} not found")
+    return a
+
+
+def write_samples(rolls: np.ndarray, prefix: Path, start: int, frames_per_beat: float, a: argparse.Namespace,
+                  title: str) -> tuple[int, str | None]:
+    """Rolls ``(num, time, 88)`` -> ``<prefix>-<N>.mid``, ``.png`` (a line at frame ``start`` if > 0) and,
+    with ``a.audio``, ``.wav``; all staged first and renamed together. Returns ``(files, synthesiser)``."""
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    staged, synth = [], None
+    try:
+        for i, roll in enumerate(rolls):
+            stem = Path(f"{prefix}-{i + 1:02d}")
+            pm = roll_to_midi(roll, frames_per_beat, a.bpm, a.program)
+            midi = io.BytesIO()
+            pm.write(midi)
+            files = {".mid": midi.getvalue(), ".png": roll_to_png(roll, start or None, frames_per_beat,
+                                                                  f"{title}  #{i + 1}")}
+            if a.audio:
+                files[".wav"], synth = midi_to_wav(pm, soundfont=a.soundfont)
+            staged += [(stage(stem.with_suffix(ext), data), stem.with_suffix(ext)) for ext, data in files.items()]
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return len(staged), synth
+
+
+def generate(a: argparse.Namespace) -> None:
+    ckpt = Path(a.ckpt) if a.ckpt else newest_checkpoint()
+    if not a.ckpt:
+        print(f"using {ckpt}, the newest checkpoint under checkpoints/")
+    model, data_hp = load_model(ckpt)
+    is_rbm = isinstance(model, RNNRBM)
+    if a.gibbs_steps is not None:
+        if is_rbm:
+            model.hparams.gibbs_steps = a.gibbs_steps
+        else:
+            print(f"note: --gibbs-steps only applies to the RNN-RBM; ignored for {type(model).__name__}",
+                  file=sys.stderr)
+    if is_rbm:
+        model.hparams.ais_runs, model.hparams.ais_steps = LL_AIS_RUNS, LL_AIS_STEPS
+    if data_hp:
+        frames_per_beat, fs = frames_per_beat_of(data_hp), data_hp.get("fs")
+    else:
+        frames_per_beat, fs = 1, None
+        print("note: the checkpoint holds no data settings; playing 1 frame per beat", file=sys.stderr)
+    prime = None
+    if a.prime:
+        roll, _ = file_to_roll(a.prime, frames_per_beat=frames_per_beat, fs=fs)
+        prime = torch.from_numpy(roll[:a.prime_steps or 32]).float()
+    out = Path(a.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+
+    seed = a.seed if a.seed is not None else secrets.randbelow(2 ** 31)
+    torch.manual_seed(seed)
+    x = model.sample(a.num, a.steps, prime, a.temperature)  # (num, primed + steps, 88)
+    start = 0 if prime is None else len(prime)
+    ll = log_likelihood_per_frame(model, x, start).tolist()
+    rolls = x.numpy().astype(np.uint8)
+
+    playback_fpb = fs * 60.0 / a.bpm if fs else frames_per_beat  # fixed-rate frames last 1/fs s
+    written, synth = write_samples(rolls, out / f"sample-seed{seed}", start, playback_fpb, a,
+                                   title=f"{ckpt.name}  seed {seed}")
+    print(f"{type(model).__name__} from {ckpt}, seed {seed}: wrote {written} files to {out}/"
+          + (f" (audio by {synth})" if synth else ""))
+    rows = [(f"#{i + 1}", rolls_to_stats([r[start:]]), v) for i, (r, v) in enumerate(zip(rolls, ll))]
+    notes = []
+    try:
+        if not data_hp:
+            raise CorpusError("the checkpoint does not name its training corpus")
+        label, stats = corpus_stats(data_hp)
+        rows.append((label, stats, None))
+    except (CorpusError, OSError, TypeError, ValueError) as e:
+        notes.append(f"corpus statistics unavailable: {str(e).strip().splitlines()[0]}")
+    if start:
+        notes.append(f"samples: the {a.steps} frames after the {start}-frame prime")
+    if is_rbm:
+        notes.append(f"RNN-RBM log-likelihood: AIS estimate ({LL_AIS_RUNS} runs, {LL_AIS_STEPS} steps)")
+    print_summary(rows, notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        generate(parse_args(argv))
+    except (CheckpointError, PianorollError, CorpusError, ValueError, OSError, RuntimeError) as e:
+        if debug:
+            raise
+        print(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

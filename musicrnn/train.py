@@ -1,0 +1,171 @@
+"""Train a sequence model on a piano-roll corpus, then test its best checkpoint.
+
+    python train.py                                   # RNN on music21's Bach chorales
+    python train.py --config configs/jsb_rnn_nade.yaml
+    python train.py --model RNNRBM --data.dataset jsb --data.root ../shared/data/pickle
+    python train.py --help
+
+Checkpoints go to ``checkpoints/<run_name>/`` (``best.ckpt`` by ``val/nll``, ``last.ckpt``, and a small
+``model.ckpt`` with weights and settings only); logs to ``runs/<run_name>/`` (CSV by default,
+``--logger tensorboard`` or ``--logger wandb``), with samples every ``--sample_every_n_epochs``. Running the same
+command again resumes from ``last.ckpt``, mid-epoch too (``--save_every_n_steps`` also writes it every
+so many steps). The run ends by testing ``best.ckpt`` and writing ``summary.json`` beside it.
+
+A step whose loss or gradient is NaN/Inf is skipped (``NonFiniteGuard``); ``--nonfinite_patience`` in a row
+stop the run. Mistakes on the command line give one line and exit code 2 (``--debug`` shows tracebacks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+from argparse import ArgumentError
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, model_classes, slim
+from musicrnn.cli_errors import argument_error_line, exception_line
+from musicrnn.corpora import CorpusError
+from musicrnn.data import PianorollDataModule
+from musicrnn.guard import NonFiniteError, NonFiniteGuard
+from musicrnn.model import RNN, SequenceModel  # noqa: F401 (imported so --model takes a class name)
+from musicrnn.nade import RNNNADE  # noqa: F401
+from musicrnn.rbm import RNNRBM  # noqa: F401
+from musicrnn.tracking import RunInfo, SampleLogger, finish, make_logger
+
+
+class TrainCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser):
+        parser.add_argument("--run_name", type=str | None, default=None,
+                            help="name of the run's folders (default: <dataset>-<model>)")
+        parser.add_argument("--checkpoint_dir", type=str, default="checkpoints",
+                            help="where each run's checkpoint folder goes")
+        parser.add_argument("--save_every_n_steps", type=int, default=0,
+                            help="also write last.ckpt every this many optimizer steps (0: at epoch ends only)")
+        parser.add_argument("--nonfinite_patience", type=int, default=10,
+                            help="stop after this many steps in a row with a NaN/Inf loss or gradient")
+        parser.add_argument("--logger", type=str, default="csv",
+                            help="csv, tensorboard or wandb (offline unless WANDB_API_KEY is set); "
+                                 "--trainer.logger overrides it")
+        parser.add_argument("--sample_every_n_epochs", type=int, default=10,
+                            help="log a few samples (piano roll and audio) every this many epochs (0: never)")
+        parser.add_argument("--eval_train", type=bool, default=False,
+                            help="also evaluate the best checkpoint on the training split (train/nll)")
+        parser.set_defaults({"model": {"class_path": "musicrnn.model.RNN"}})
+
+    def run_name(self) -> str:
+        c = self.config_init
+        return c.run_name or f"{c.data.hparams.dataset}-{type(c.model).__name__.lower()}"
+
+    def instantiate_trainer(self, **kwargs):
+        run = self.run_name()
+        self.run_dir = Path(self.config_init.checkpoint_dir) / run
+        every = self.config_init.save_every_n_steps
+        if every < 0:
+            raise ValueError(f"--save_every_n_steps must be 0 or more, got {every}")
+        self.trainer_defaults["callbacks"] = [
+            ModelCheckpoint(dirpath=self.run_dir, filename="best", monitor="val/nll", mode="min",
+                            save_last=True, enable_version_counter=False),
+            *([ModelCheckpoint(dirpath=self.run_dir, save_top_k=0, save_last=True, every_n_train_steps=every,
+                               enable_version_counter=False)] if every else []),
+            NonFiniteGuard(self.config_init.nonfinite_patience),
+            RunInfo(self.config.as_dict()),
+            SampleLogger(self.config_init.sample_every_n_epochs),
+            *([RichProgressBar()] if self.config_init.trainer.get("enable_progress_bar") is not False else []),
+        ]
+        self.trainer_defaults["plugins"] = [AtomicCheckpointIO()]
+        if self.config_init.trainer.get("logger") in (None, True):
+            kwargs["logger"] = make_logger(self.config_init.logger, run)
+        return super().instantiate_trainer(**kwargs)
+
+
+def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_train: bool = False) -> dict:
+    """Test the best checkpoint and write ``summary.json`` (and the slim ``model.ckpt``) beside it;
+    ``eval_train`` adds its log-likelihood on the training split."""
+    best = run_dir / "best.ckpt"
+    if eval_train:  # before the test run, whose metrics are the ones left on the model
+        train = trainer.test(model, dataloaders=datamodule.train_eval_dataloader(), ckpt_path=str(best),
+                             verbose=False)[0]
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)[0]
+    summary = {
+        "model": type(model).__name__, "dataset": datamodule.hparams.dataset,
+        "test/log_likelihood": -results["test/nll"], "test/nll": results["test/nll"],
+        "test/nll_stderr": getattr(trainer.lightning_module, "test_nll_se", 0.0),
+        "test/frame_acc": results["test/frame_acc"], "epochs": trainer.current_epoch,
+        "optimizer_steps": trainer.global_step, "train_seconds": round(seconds, 1),
+        "best_checkpoint": str(best), "model_checkpoint": str(run_dir / "model.ckpt"),
+    }
+    if eval_train:
+        summary.update({"train/log_likelihood": -train["test/nll"], "train/nll": train["test/nll"]})
+    if trainer.is_global_zero:
+        slim(best, run_dir / "model.ckpt")
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary['model']} on {summary['dataset']}: test set")
+    for col in ("log-likelihood (nats/frame)", "frame accuracy", "epochs", "train time", "checkpoint"):
+        table.add_column(col)
+    ll = f"{summary['test/log_likelihood']:.3f}"
+    if summary["test/nll_stderr"]:
+        ll += f" ± {summary['test/nll_stderr']:.3f}"
+    table.add_row(ll, f"{summary['test/frame_acc']:.4f}", str(summary["epochs"]),
+                  f"{summary['train_seconds']:.0f} s", summary["model_checkpoint"])
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    # args= is how --debug is left out; Lightning warns about it when sys.argv is also set.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # "Seed set to 0"
+    try:
+        cli = TrainCLI(SequenceModel, PianorollDataModule, subclass_mode_model=True, run=False, args=argv,
+                       seed_everything_default=0, save_config_kwargs={"overwrite": True},
+                       trainer_defaults={"max_epochs": 100, "use_distributed_sampler": False},
+                       parser_kwargs={"exit_on_error": False})  # errors come here, not as usage text
+        last = cli.run_dir / "last.ckpt"
+        resume = str(last) if last.is_file() else None
+        if resume:
+            print(f"resuming from {resume}")
+        start = time.time()
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
+        if cli.trainer.fast_dev_run:  # a smoke run saves no checkpoint to test
+            return 0
+        summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start,
+                            cli.config_init.eval_train)
+        if cli.trainer.is_global_zero:
+            finish(cli.trainer, summary)
+            print_summary(summary)
+    except ArgumentError as e:
+        if debug:
+            raise
+        print(f"error: {argument_error_line(str(e), list(model_classes()))}", file=sys.stderr)
+        return 2
+    except (CorpusError, CheckpointError, ValueError, FileNotFoundError, MisconfigurationException) as e:
+        if debug:
+            raise
+        print(f"error: {exception_line(e)}", file=sys.stderr)
+        return 2
+    except NonFiniteError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

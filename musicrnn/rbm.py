@@ -110,7 +110,7 @@ class RNNRBM(SequenceModel):
         gibbs_steps: Gibbs steps per generated frame.
         ais_runs: AIS runs per frame in test and ``evaluate`` (the paper uses 100).
         ais_steps: intermediate temperatures of AIS. On a trained JSB model, going from 300 to 1000
-            moved the mean log Z by about 0.003 nats (``benchmarks/ais_convergence.py``).
+            moved the mean log Z by about 0.03 nats per frame (``benchmarks/ais_convergence.py``).
         val_ais_runs: AIS runs per frame for the cheaper validation estimate each epoch.
         val_ais_steps: AIS temperatures for validation.
         ais_batch: frames whose AIS chains run together (bounds memory: ``ais_batch * runs`` chains).

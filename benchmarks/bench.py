@@ -25,7 +25,7 @@ import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from musicrnn.corpora import BENCHMARKS, load_corpus  # noqa: E402
+from musicrnn.corpora import load_corpus  # noqa: E402
 from musicrnn.data import collate  # noqa: E402
 from musicrnn.model import RNN  # noqa: E402
 from musicrnn.nade import RNNNADE  # noqa: E402
@@ -170,11 +170,12 @@ def main(argv=None) -> int:
 
     print(f"fp32 matmul peak of this process: {peak / 1e9:.1f} GFLOP/s on {torch.get_num_threads()} threads")
     corpora = {}
-    for corpus in ("jsb", "piano-midi", "nottingham", "musedata"):
-        load_corpus(corpus, a.root, a.data_dir)  # fill the cache, then time a cached load
+    for corpus in ("jsb", "piano-midi", "nottingham", "musedata", "bach"):
+        root = None if corpus == "bach" else a.root
+        load_corpus(corpus, root, a.data_dir)  # fill the cache, then time a cached load
         with PeakRSS() as mem:
             start = time.perf_counter()
-            splits = load_corpus(corpus, a.root, a.data_dir)
+            splits = load_corpus(corpus, root, a.data_dir)
             seconds = time.perf_counter() - start
         frames = sum(len(r) for s in splits.values() for r in s)
         add(model="-", corpus=corpus, phase="load", frames_per_s=frames / seconds, peak_rss_mb=mem.mb,
@@ -217,9 +218,9 @@ def main(argv=None) -> int:
             fps = timed_train(model, batches(long, bs, chunk_len=100), max(2, steps // 2), warmup=1, repeats=1)
         add(model="RNNNADE", corpus="piano-midi", phase="train", frames_per_s=fps, peak_rss_mb=mem.mb,
             note=f"batch {bs} chunk 100", mfu=flops_per_frame(model) * fps / peak)
+    joined = torch.cat(long)  # all training pieces end to end, so even 4096-frame sequences exist
     for length in (64, 256, 1024, 4096):
-        data = batches([r for r in long if len(r) >= length], 8, chunk_len=length)
-        data = [b for b in data if b["x"].shape[1] == length] or data
+        data = batches(list(torch.split(joined, length))[:16], 8, chunk_len=None)
         with PeakRSS() as mem:
             fps = timed_train(model, data, 2, warmup=1, repeats=1)
         add(model="RNNNADE", corpus="piano-midi", phase="train", frames_per_s=fps, peak_rss_mb=mem.mb,

@@ -114,14 +114,15 @@ def print_summary(summary: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"{summary['model']} on {summary['dataset']}: test set")
-    for col in ("log-likelihood (nats/frame)", "frame accuracy", "epochs", "train time", "checkpoint"):
+    for col in ("log-likelihood (nats/frame)", "frame accuracy", "epochs", "train time"):
         table.add_column(col)
     ll = f"{summary['test/log_likelihood']:.3f}"
     if summary["test/nll_stderr"]:
         ll += f" ± {summary['test/nll_stderr']:.3f}"
-    table.add_row(ll, f"{summary['test/frame_acc']:.4f}", str(summary["epochs"]),
-                  f"{summary['train_seconds']:.0f} s", summary["model_checkpoint"])
-    Console().print(table)
+    table.add_row(ll, f"{summary['test/frame_acc']:.4f}", str(summary["epochs"]), f"{summary['train_seconds']:.0f} s")
+    console = Console()
+    console.print(table)
+    console.print(f"checkpoint: {summary['model_checkpoint']}  (summary.json beside it)", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -194,7 +194,10 @@ class PianorollDataModule(L.LightningDataModule):
         shift = self.hparams.augment_transpose if train else 0
         return (ResumableLoader if train else DataLoader)(
             rolls, batch_sampler=sampler, num_workers=self.hparams.num_workers,
-            collate_fn=partial(collate, max_shift=shift), persistent_workers=self.hparams.num_workers > 0)
+            collate_fn=partial(collate, max_shift=shift), persistent_workers=self.hparams.num_workers > 0,
+            # Each new iterator draws a worker seed; from its own generator, not the global RNG that
+            # dropout uses, so where an epoch starts (fresh or resumed) does not shift the masks.
+            generator=torch.Generator().manual_seed(self.hparams.seed))
 
     def train_dataloader(self):
         return self._loader("train", True)

@@ -142,6 +142,12 @@ class SequenceModel(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["musicrnn_model"] = type(self).__name__  # which class rebuilds it
+        # Lightning does not save the RNG: with it, a resumed run draws the same dropout masks.
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
 
     # ---- sampling
     @torch.no_grad()

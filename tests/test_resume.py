@@ -32,12 +32,12 @@ def tiny_benchmark(folder: Path) -> None:
     (folder / "JSB Chorales.pickle").write_bytes(pickle.dumps(corpus))
 
 
-def command(data: Path, checkpoints: Path) -> list[str]:
+def command(data: Path, checkpoints: Path, extra: list[str]) -> list[str]:
     return [sys.executable, str(ROOT / "train.py"), "--data.dataset", "jsb", "--data.root", str(data),
             "--data.data_dir", str(data / "cache"), "--data.batch_size", "2", "--model.hidden", "16",
             "--trainer.max_epochs", str(EPOCHS), "--trainer.accelerator", "cpu", "--trainer.logger", "false",
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--save_every_n_steps", "1", "--checkpoint_dir", str(checkpoints), "--run_name", "r"]
+            "--save_every_n_steps", "1", "--checkpoint_dir", str(checkpoints), "--run_name", "r", *extra]
 
 
 def run(cmd: list[str], cwd: Path) -> dict:
@@ -53,12 +53,13 @@ def step_of(path: Path) -> int:
         return -1
 
 
-def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--model.dropout", "0.3"]], ids=["plain", "dropout"])
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path, extra):
     data = tmp_path / "data"
     tiny_benchmark(data)
-    whole = run(command(data, tmp_path / "a"), tmp_path)
+    whole = run(command(data, tmp_path / "a", extra), tmp_path)
 
-    cmd = command(data, tmp_path / "b")
+    cmd = command(data, tmp_path / "b", extra)
     last = tmp_path / "b" / "r" / "last.ckpt"
     child = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 90

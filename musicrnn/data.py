@@ -6,6 +6,7 @@ Run ``python -m musicrnn.data NAME [--root DIR]`` to print a corpus's statistics
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from functools import partial
 from pathlib import Path
@@ -160,6 +161,13 @@ class PianorollDataModule(L.LightningDataModule):
             raise CorpusError(f"root {root} does not exist")
         self.save_hyperparameters()
         self.splits: dict[str, list[torch.Tensor]] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "PianorollDataModule":
+        """The data module a checkpoint's data settings describe (nothing loaded yet); keys that are not
+        arguments (e.g. LightningCLI's ``_instantiator``) are left out."""
+        known = inspect.signature(cls.__init__).parameters
+        return cls(**{k: v for k, v in settings.items() if k in known and k != "self"})
 
     @property
     def frames_per_beat(self) -> int:

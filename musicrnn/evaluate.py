@@ -30,12 +30,9 @@ def evaluate(ckpt: str, dataset: str, root: str | None = None, split: str = "tes
         model.hparams.ais_runs = ais_runs
     if ais_steps is not None:
         model.hparams.ais_steps = ais_steps
-    same = data_hp.get("dataset") == dataset
-    dm = PianorollDataModule(dataset, root, data_dir, batch_size,
-                             frames_per_beat=data_hp.get("frames_per_beat", 1) if same else 1,
-                             fs=data_hp.get("fs") if same else None,
-                             transpose_to_c=data_hp.get("transpose_to_c", True) if same else True,
-                             seed=data_hp.get("seed", 0) if same else 0)
+    settings = data_hp if data_hp.get("dataset") == dataset else {}  # the checkpoint's preprocessing
+    dm = PianorollDataModule.from_settings({**settings, "dataset": dataset, "root": root, "data_dir": data_dir,
+                                            "batch_size": batch_size, "chunk_len": None, "augment_transpose": 0})
     dm.setup()
     dm.splits["test"] = dm.splits[split]  # the test loop reads "test"
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,

@@ -24,7 +24,7 @@ import torch
 
 from musicrnn.checkpoint import CheckpointError, load_model
 from musicrnn.corpora import CorpusError
-from musicrnn.data import frames_per_beat_of
+from musicrnn.data import PianorollDataModule, frames_per_beat_of
 from musicrnn.pianoroll import PITCH_LO, PianorollError, file_to_roll, roll_to_midi
 from musicrnn.rbm import RNNRBM
 from musicrnn.render import midi_to_wav, roll_to_png
@@ -63,20 +63,9 @@ def log_likelihood_per_frame(model, x: torch.Tensor, start: int = 0) -> torch.Te
     return logp[:, start:].mean(1)
 
 
-def datamodule_from(data_hp: dict):
-    """The checkpoint's data settings -> the ``PianorollDataModule`` they describe (nothing loaded yet);
-    keys that are not its arguments (e.g. LightningCLI's ``_instantiator``) are left out."""
-    import inspect
-
-    from musicrnn.data import PianorollDataModule
-
-    known = inspect.signature(PianorollDataModule.__init__).parameters
-    return PianorollDataModule(**{k: v for k, v in data_hp.items() if k in known and k != "self"})
-
-
 def corpus_stats(data_hp: dict) -> tuple[str, dict]:
     """The training split of the checkpoint's corpus -> ``(label, rolls_to_stats)``; raises if unreadable."""
-    train = datamodule_from(data_hp).load()["train"]
+    train = PianorollDataModule.from_settings(data_hp).load()["train"]
     return f"{data_hp['dataset']} train ({len(train)} pieces)", rolls_to_stats(train)
 
 

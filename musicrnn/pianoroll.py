@@ -258,12 +258,3 @@ def roll_to_midi(
     inst.notes.sort(key=lambda n: (n.start, n.pitch))
     pm.instruments.append(inst)
     return pm
-
-
-def pitches_to_roll(frames: list) -> np.ndarray:
-    """Benchmark format (a list of frames, each a collection of MIDI pitches) -> roll ``(time, 88)``."""
-    roll = np.zeros((len(frames), NUM_PITCHES), dtype=np.uint8)
-    for t, frame in enumerate(frames):
-        for p in frame:
-            roll[t, int(p) - PITCH_LO] = 1
-    return roll

@@ -8,7 +8,7 @@ import torch
 
 from musicrnn.model import RNN
 from musicrnn.nade import RNNNADE, nade_log_prob
-from musicrnn.rbm import RNNRBM, ais_log_z, exact_log_z, free_energy, gibbs
+from musicrnn.rbm import RNNRBM, ais_log_z, approximate_mode, exact_log_z, free_energy, gibbs
 
 
 def all_binary(d):
@@ -90,6 +90,19 @@ def test_ais_agrees_with_exact_log_z():
     est, var = ais_log_z(b_v, b_h, W, runs=100, steps=500)
     assert (est.double() - exact).abs().max() < 0.1
     assert (var > 0).all() and var.sqrt().max() < 0.1
+
+
+def test_approximate_mode_finds_the_most_likely_frame():
+    torch.manual_seed(7)
+    D, H, n = 10, 6, 20
+    W = torch.randn(D, H) * 2
+    b_v, b_h = torch.randn(n, D) - 1, torch.randn(n, H)
+    v = all_binary(D).float()  # (2^D, D): the exact mode of each RBM by enumeration
+    fe = torch.stack([free_energy(v, b_v[i].expand(len(v), D), b_h[i].expand(len(v), H), W) for i in range(n)])
+    exact = v[fe.argmin(1)]
+    found = approximate_mode(b_v, b_h, W)
+    assert set(found.unique().tolist()) <= {0.0, 1.0}
+    assert (found == exact).all(1).float().mean() >= 0.95
 
 
 def test_cd_training_raises_a_tiny_rbms_likelihood():

@@ -210,9 +210,9 @@ class PianorollDataModule(L.LightningDataModule):
     def train_dataloader(self):
         return self._loader("train", True)
 
-    def train_eval_dataloader(self):
-        """The training split in evaluation order: no shuffling, no transposition, every batch."""
-        return self._loader("train", False)
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """Any split in evaluation order: no shuffling, no transposition, every batch."""
+        return self._loader(split, False)
 
     def val_dataloader(self):
         return self._loader("valid", False)

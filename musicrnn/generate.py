@@ -59,7 +59,8 @@ def log_likelihood_per_frame(model, x: torch.Tensor, start: int = 0) -> torch.Te
     """Sequences ``x (batch, time, 88)`` -> their mean log-likelihood per frame over frames ``start:``,
     ``(batch,)`` (the frames before ``start`` still condition the rest)."""
     cond, _ = model.core(x)
-    logp, _ = model.log_prob(cond, x)
+    budget = {"ais_runs": LL_AIS_RUNS, "ais_steps": LL_AIS_STEPS} if isinstance(model, RNNRBM) else {}
+    logp, _ = model.log_prob(cond, x, **budget)
     return logp[:, start:].mean(1)
 
 
@@ -170,14 +171,10 @@ def generate(a: argparse.Namespace) -> None:
         print(f"using {ckpt}, the newest checkpoint under checkpoints/")
     model, data_hp = load_model(ckpt)
     is_rbm = isinstance(model, RNNRBM)
-    if a.gibbs_steps is not None:
-        if is_rbm:
-            model.hparams.gibbs_steps = a.gibbs_steps
-        else:
-            print(f"note: --gibbs-steps only applies to the RNN-RBM; ignored for {type(model).__name__}",
-                  file=sys.stderr)
-    if is_rbm:
-        model.hparams.ais_runs, model.hparams.ais_steps = LL_AIS_RUNS, LL_AIS_STEPS
+    frame_settings = {"gibbs_steps": a.gibbs_steps} if is_rbm and a.gibbs_steps is not None else {}
+    if a.gibbs_steps is not None and not is_rbm:
+        print(f"note: --gibbs-steps only applies to the RNN-RBM; ignored for {type(model).__name__}",
+              file=sys.stderr)
     if data_hp:
         frames_per_beat, fs = frames_per_beat_of(data_hp), data_hp.get("fs")
     else:
@@ -193,7 +190,7 @@ def generate(a: argparse.Namespace) -> None:
 
     seed = a.seed if a.seed is not None else secrets.randbelow(2 ** 31)
     torch.manual_seed(seed)
-    x = model.sample(a.num, a.steps, prime, a.temperature)  # (num, primed + steps, 88)
+    x = model.sample(a.num, a.steps, prime, a.temperature, **frame_settings)  # (num, primed + steps, 88)
     start = 0 if prime is None else len(prime)
     ll = log_likelihood_per_frame(model, x, start).tolist()
     rolls = x.numpy().astype(np.uint8)

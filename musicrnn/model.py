@@ -121,12 +121,17 @@ class SequenceModel(L.LightningModule):
                 self.train_nll.update(logp.detach(), m)
             self.log("train/nll", self.train_nll, on_step=False, on_epoch=True)
 
-    def _evaluate(self, batch, nll: FrameNLL, acc: FrameAccuracy, prefix: str) -> None:
+    def score(self, batch, nll: FrameNLL, acc: FrameAccuracy, **budget) -> None:
+        """Add a batch's log-likelihood and frame predictions to ``nll`` and ``acc``. ``budget``: settings
+        of a stochastic ``log_prob`` (the RNN-RBM's ``ais_runs``, ``ais_steps``); none for exact models."""
         x, mask = batch["x"], batch["mask"]
         cond, _ = self.core(x)
-        logp, var = self.log_prob(cond, x)
+        logp, var = self.log_prob(cond, x, **budget)
         nll.update(logp, mask, var)
         acc.update(self.predict(cond), x, mask)
+
+    def _evaluate(self, batch, nll: FrameNLL, acc: FrameAccuracy, prefix: str, **budget) -> None:
+        self.score(batch, nll, acc, **budget)
         self.log(f"{prefix}/nll", nll, prog_bar=True)
         self.log(f"{prefix}/frame_acc", acc)
 
@@ -138,7 +143,7 @@ class SequenceModel(L.LightningModule):
 
     def on_test_epoch_end(self):
         with self.test_nll.sync_context():  # all ranks' sums, before Lightning resets the metric
-            self.test_nll_se = float(self.test_nll.standard_error())
+            self.log("test/nll_stderr", self.test_nll.standard_error().float())
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["musicrnn_model"] = type(self).__name__  # which class rebuilds it
@@ -152,11 +157,12 @@ class SequenceModel(L.LightningModule):
     # ---- sampling
     @torch.no_grad()
     def sample(self, num: int, steps: int, prime: torch.Tensor | None = None,
-               temperature: float = 1.0) -> torch.Tensor:
+               temperature: float = 1.0, **frame_settings) -> torch.Tensor:
         """Sample ``num`` sequences of ``steps`` new frames as one batch -> ``(num, primed + steps, 88)``.
 
         ``prime (time, 88)``: frames the model reads first; they open every returned sequence.
         ``temperature`` scales every logit by ``1 / temperature`` (sharper below 1, flatter above).
+        ``frame_settings`` go to ``sample_frame`` (the RNN-RBM's ``gibbs_steps``).
         """
         if num < 1 or steps < 0 or temperature <= 0:
             raise ValueError("num must be >= 1, steps >= 0 and temperature > 0")
@@ -170,7 +176,7 @@ class SequenceModel(L.LightningModule):
             out.append(prime)
         for _ in range(steps):
             h = (state[0] if isinstance(state, tuple) else state)[0]  # (num, hidden)
-            frame = self.sample_frame(h, temperature)  # (num, 88)
+            frame = self.sample_frame(h, temperature, **frame_settings)  # (num, 88)
             out.append(frame[:, None])
             _, state = self.core(frame[:, None], state)
         self.train(was_training)

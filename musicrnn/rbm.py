@@ -8,24 +8,18 @@ Notation, D = 88 pitches, H = RBM hidden units:
     free energy  F(v) = -b_v(t).v - sum_j softplus(b_h(t) + v W)_j,   p(v) = exp(-F(v)) / Z(t)
 Training: CD-k; the cost ``F(v_data) - F(v_k)`` with the chain's end ``v_k`` held constant sends the
 gradient into W and, through the biases, into the RNN. Evaluation: ``log Z(t)`` of every frame by
-annealed importance sampling (Salakhutdinov & Murray 2008), or exactly for small layers.
+annealed importance sampling (``musicrnn.ais``), or exactly for small layers.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from musicrnn.ais import AIS_RUNS, AIS_STEPS, ais_log_z, bernoulli
 from musicrnn.model import SequenceModel
 from musicrnn.pianoroll import NUM_PITCHES
-
-
-def bernoulli(p):
-    """Binary samples with probabilities ``p``; about twice as fast as ``torch.bernoulli`` on CPU."""
-    return (torch.rand_like(p) < p).to(p.dtype)
 
 
 def free_energy(v, b_v, b_h, W):
@@ -39,21 +33,6 @@ def gibbs(v, b_v, b_h, W, steps: int, temperature: float = 1.0):
         h = bernoulli(torch.sigmoid((b_h + v @ W) / temperature))
         v = bernoulli(torch.sigmoid((b_v + h @ W.T) / temperature))
     return v
-
-
-def exact_log_z(b_v, b_h, W):
-    """``log Z`` of each RBM ``(n,)`` by enumerating the smaller layer (at most 20 units)."""
-    D, H = W.shape
-    if min(D, H) > 20:
-        raise ValueError(f"exact log Z enumerates 2^min(D, H) states; {min(D, H)} units is too many")
-    enum_hidden = H <= D
-    n = H if enum_hidden else D
-    states = ((torch.arange(2 ** n)[:, None] >> torch.arange(n)) & 1).to(W.dtype)  # (2^n, n)
-    if enum_hidden:  # sum over v analytically: sum_h exp(b_h.h) prod_i (1 + exp(b_v_i + (W h)_i))
-        terms = b_h @ states.T + F.softplus(b_v[:, None, :] + (states @ W.T)[None]).sum(-1)
-    else:
-        terms = b_v @ states.T + F.softplus(b_h[:, None, :] + (states @ W)[None]).sum(-1)
-    return torch.logsumexp(terms, dim=1)
 
 
 def approximate_mode(b_v, b_h, W, chains: int = 50, steps: int = 25):
@@ -71,39 +50,6 @@ def approximate_mode(b_v, b_h, W, chains: int = 50, steps: int = 25):
     return v.view(n, chains, -1)[torch.arange(n), best]
 
 
-def ais_log_z(b_v, b_h, W, runs: int = 100, steps: int = 300):
-    """Annealed importance sampling estimate of ``log Z`` for each RBM; returns ``(log_z (n,), var (n,))``.
-
-    The path runs from ``beta = 0`` to ``1`` in ``steps`` equal steps over
-    ``p_beta(v) ~ exp(b_v.v) prod_j (1 + exp(beta (b_h + v W)_j))``: at ``beta = 0`` the visible units are
-    independent with the frame's own biases (``log Z_0 = sum softplus(b_v) + H log 2``), and the base
-    already matches the frame's visible marginals. All ``n * runs`` chains advance together.
-    ``var`` is the delta-method variance of ``log Z`` over the runs (its square root is the standard
-    error). The estimate is unbiased for ``Z``, so ``log Z`` is low on average, by less with more
-    temperatures: ``benchmarks/ais_convergence.py`` shows how much. (Starting instead from the
-    mean-field marginals, or with the hidden biases in the base, did not converge faster on a trained
-    JSB model.)
-    """
-    n, H = b_h.shape
-    bv = b_v.repeat_interleave(runs, 0)  # (n * runs, D)
-    bh = b_h.repeat_interleave(runs, 0)
-    v = bernoulli(torch.sigmoid(bv))
-    log_w = torch.zeros(len(v), dtype=torch.float64)
-    betas = torch.linspace(0, 1, steps + 1)
-    act = bh + v @ W  # (n * runs, H)
-    for b_prev, b in zip(betas[:-1], betas[1:]):
-        log_w += (F.softplus(b * act) - F.softplus(b_prev * act)).sum(-1).double()
-        h = bernoulli(torch.sigmoid(b * act))
-        v = bernoulli(torch.sigmoid(bv + b * (h @ W.T)))
-        act = bh + v @ W
-    log_w = log_w.view(n, runs)
-    log_z0 = (F.softplus(b_v).sum(-1) + H * math.log(2)).double()
-    log_mean_w = torch.logsumexp(log_w, 1) - math.log(runs)
-    w = torch.exp(log_w - log_w.max(1, keepdim=True).values)
-    var = w.var(1) / (runs * w.mean(1) ** 2) if runs > 1 else torch.zeros(n, dtype=torch.float64)
-    return (log_z0 + log_mean_w).to(W.dtype), var
-
-
 class RNNRBM(SequenceModel):
     """RNN-RBM trained by CD-k; log-likelihood by AIS.
 
@@ -113,17 +59,14 @@ class RNNRBM(SequenceModel):
         rbm_hidden: RBM hidden units H.
         cd_steps: k of CD-k during training.
         gibbs_steps: Gibbs steps per generated frame.
-        ais_runs: AIS runs per frame in test and ``evaluate`` (the paper uses 100).
-        ais_steps: intermediate temperatures of AIS. On trained JSB models, going from 300 to 1000
-            moved the mean log Z by 0.03 nats per frame or less (``benchmarks/ais_convergence.py``).
         val_ais_runs: AIS runs per frame for the cheaper validation estimate each epoch.
         val_ais_steps: AIS temperatures for validation.
         ais_batch: frames whose AIS (or mode-finding) chains run together; bounds memory.
         **kwargs: the recurrent core and optimizer (see ``SequenceModel``).
     """
 
-    def __init__(self, rbm_hidden: int = 150, cd_steps: int = 15, gibbs_steps: int = 25, ais_runs: int = 100,
-                 ais_steps: int = 300, val_ais_runs: int = 10, val_ais_steps: int = 200,
+    def __init__(self, rbm_hidden: int = 150, cd_steps: int = 15, gibbs_steps: int = 25,
+                 val_ais_runs: int = 10, val_ais_steps: int = 100,
                  ais_batch: int = 256, **kwargs):
         super().__init__(**kwargs)
         D, H, U = NUM_PITCHES, rbm_hidden, self.hparams.hidden
@@ -138,10 +81,11 @@ class RNNRBM(SequenceModel):
         cost = (free_energy(v, b_v, b_h, self.W) - free_energy(v_k, b_v, b_h, self.W)).mean()
         return cost, None
 
-    def log_prob(self, cond, x):
+    def log_prob(self, cond, x, ais_runs: int = AIS_RUNS, ais_steps: int = AIS_STEPS):
+        """AIS with ``ais_runs`` runs and ``ais_steps`` temperatures per frame (test and ``evaluate``
+        default to ``musicrnn.ais``'s), ``ais_batch`` frames at a time; returns ``(logp, var)``."""
         h = self.hparams
-        runs, steps = (h.val_ais_runs, h.val_ais_steps) if self.trainer_stage() == "validate" else \
-            (h.ais_runs, h.ais_steps)
+        runs, steps = ais_runs, ais_steps
         v, c = x.reshape(-1, NUM_PITCHES), cond.reshape(-1, cond.shape[-1])
         b_v, b_h = self.to_bv(c), self.to_bh(c)
         log_z, var = [], []
@@ -152,10 +96,9 @@ class RNNRBM(SequenceModel):
         logp = -free_energy(v, b_v, b_h, self.W) - torch.cat(log_z)
         return logp.reshape(x.shape[:2]), torch.cat(var).reshape(x.shape[:2])
 
-    def trainer_stage(self) -> str:
-        """'validate' inside fit's validation loop, else 'test' (evaluation uses the full AIS)."""
-        t = self._trainer
-        return "validate" if t is not None and (t.validating or t.sanity_checking) else "test"
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, self.val_nll, self.val_acc, "val", ais_runs=self.hparams.val_ais_runs,
+                       ais_steps=self.hparams.val_ais_steps)
 
     def predict(self, cond):
         c, k = cond.reshape(-1, cond.shape[-1]), self.hparams.ais_batch  # (frames, hidden), k at a time
@@ -163,7 +106,8 @@ class RNNRBM(SequenceModel):
                                   steps=self.hparams.gibbs_steps) for i in range(0, len(c), k)]
         return torch.cat(modes).reshape(*cond.shape[:-1], NUM_PITCHES) > 0.5
 
-    def sample_frame(self, cond, temperature):
+    def sample_frame(self, cond, temperature, gibbs_steps: int | None = None):
+        """A frame from a Gibbs chain of ``gibbs_steps`` steps (default: the model's ``gibbs_steps``)."""
         b_v, b_h = self.to_bv(cond), self.to_bh(cond)
         v = bernoulli(torch.sigmoid(b_v / temperature))
-        return gibbs(v, b_v, b_h, self.W, self.hparams.gibbs_steps, temperature)
+        return gibbs(v, b_v, b_h, self.W, gibbs_steps or self.hparams.gibbs_steps, temperature)

@@ -1,7 +1,7 @@
 """Train a sequence model on a piano-roll corpus, then test its best checkpoint.
 
     python train.py                                   # RNN on music21's Bach chorales
-    python train.py --config configs/jsb_rnn_nade.yaml
+    python train.py --config configs/jsb/rnn_nade.yaml
     python train.py --model RNNRBM --data.dataset jsb --data.root ../shared/data/pickle
     python train.py --help
 
@@ -25,6 +25,7 @@ import warnings
 from argparse import ArgumentError
 from pathlib import Path
 
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -37,6 +38,7 @@ from musicrnn.guard import NonFiniteError, NonFiniteGuard
 from musicrnn.model import RNN, SequenceModel  # noqa: F401 (imported so --model takes a class name)
 from musicrnn.nade import RNNNADE  # noqa: F401
 from musicrnn.rbm import RNNRBM  # noqa: F401
+from musicrnn.threads import choose_threads
 from musicrnn.tracking import RunInfo, SampleLogger, finish, make_logger
 
 
@@ -55,6 +57,9 @@ class TrainCLI(LightningCLI):
                                  "--trainer.logger overrides it")
         parser.add_argument("--sample_every_n_epochs", type=int, default=10,
                             help="log a few samples (piano roll and audio) every this many epochs (0: never)")
+        parser.add_argument("--threads", type=int, default=0,
+                            help="CPU threads (0: one for cores of up to 512 units, else the free cores; "
+                                 "see musicrnn/threads.py for the measurements)")
         parser.add_argument("--eval_train", type=bool, default=False,
                             help="also evaluate the best checkpoint on the training split (train/nll)")
         parser.set_defaults({"model": {"class_path": "musicrnn.model.RNN"}})
@@ -90,13 +95,13 @@ def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_tr
     ``eval_train`` adds its log-likelihood on the training split."""
     best = run_dir / "best.ckpt"
     if eval_train:  # before the test run, whose metrics are the ones left on the model
-        train = trainer.test(model, dataloaders=datamodule.train_eval_dataloader(), ckpt_path=str(best),
+        train = trainer.test(model, dataloaders=datamodule.eval_dataloader("train"), ckpt_path=str(best),
                              verbose=False)[0]
     results = trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)[0]
     summary = {
         "model": type(model).__name__, "dataset": datamodule.hparams.dataset,
         "test/log_likelihood": -results["test/nll"], "test/nll": results["test/nll"],
-        "test/nll_stderr": getattr(trainer.lightning_module, "test_nll_se", 0.0),
+        "test/nll_stderr": results.get("test/nll_stderr", 0.0),
         "test/frame_acc": results["test/frame_acc"], "epochs": trainer.current_epoch,
         "optimizer_steps": trainer.global_step, "train_seconds": round(seconds, 1),
         "best_checkpoint": str(best), "model_checkpoint": str(run_dir / "model.ckpt"),
@@ -137,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                        seed_everything_default=0, save_config_kwargs={"overwrite": True},
                        trainer_defaults={"max_epochs": 100, "use_distributed_sampler": False},
                        parser_kwargs={"exit_on_error": False})  # errors come here, not as usage text
+        torch.set_num_threads(choose_threads(cli.model.hparams.hidden, cli.config_init.threads))
         last = cli.run_dir / "last.ckpt"
         resume = str(last) if last.is_file() else None
         if resume:

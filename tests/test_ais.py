@@ -1,0 +1,58 @@
+"""AIS estimates of RBM partition functions against exact enumeration and a long reference run."""
+
+import torch
+import torch.nn.functional as F
+
+from musicrnn.ais import ais_log_z, exact_log_z, fit_base
+
+
+def rbms(n, D, H, scale, seed):
+    """``n`` RBMs sharing ``W``, with sharp multi-modal weights like a trained RNN-RBM's."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(D, H, generator=g) * scale
+    return torch.randn(n, D, generator=g) - 2, torch.randn(n, H, generator=g) - 1, W
+
+
+def test_ais_agrees_with_exact_log_z():
+    # H = 12 hidden units: log Z is exact by enumerating 2^12 hidden states.
+    b_v, b_h, W = rbms(6, 88, 12, 0.5, seed=5)
+    exact = exact_log_z(b_v.double(), b_h.double(), W.double())
+    torch.manual_seed(0)
+    est, var = ais_log_z(b_v, b_h, W)  # the defaults that evaluate uses
+    err = est.double() - exact
+    assert err.abs().max() < 0.05, err
+    assert (err.abs() < 4 * var.sqrt() + 0.01).all(), (err, var.sqrt())  # the reported error is honest
+    assert (var > 0).all()
+
+
+def test_ais_agrees_with_exact_log_z_when_visible_layer_is_enumerated():
+    # D = 10 visible, H = 40 hidden: enumerate the visible layer; hidden-layer chains must still be right.
+    b_v, b_h, W = rbms(6, 10, 40, 0.8, seed=6)
+    exact = exact_log_z(b_v.double(), b_h.double(), W.double())
+    torch.manual_seed(1)
+    est, var = ais_log_z(b_v, b_h, W)
+    assert (est.double() - exact).abs().max() < 0.05
+
+
+def test_ais_agrees_with_a_long_reference_run_on_a_full_size_rbm():
+    # 88 x 150, too big to enumerate: the default must agree with 10x the temperatures and 5x the runs.
+    b_v, b_h, W = rbms(8, 88, 150, 0.6, seed=7)
+    torch.manual_seed(2)
+    ref, ref_var = ais_log_z(b_v, b_h, W, runs=100, steps=3000)
+    torch.manual_seed(3)
+    est, var = ais_log_z(b_v, b_h, W)
+    diff = (est.double() - ref.double()).mean()
+    assert diff.abs() < 0.05 + 3 * (var.mean() + ref_var.mean()).sqrt(), diff
+
+
+def test_a_factorial_rbm_needs_no_annealing():
+    # W = 0: the base fits the RBM exactly, so every log-weight is 0 and log Z is exact with any budget.
+    b_v, b_h = torch.randn(5, 88), torch.randn(5, 30)
+    W = torch.zeros(88, 30)
+    b0, c0 = fit_base(b_v, b_h, W, chains=64, steps=40)
+    assert torch.allclose(torch.sigmoid(b0), torch.sigmoid(b_v), atol=0.02)
+    assert torch.allclose(torch.sigmoid(c0), torch.sigmoid(b_h), atol=0.02)
+    est, var = ais_log_z(b_v, b_h, W, runs=4, steps=5)
+    exact = F.softplus(b_v).sum(-1) + F.softplus(b_h).sum(-1)
+    assert torch.allclose(est, exact, atol=1e-3)
+    assert var.max() < 1e-10

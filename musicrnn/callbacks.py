@@ -13,6 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 
 class GradientClipping(L.Callback):
@@ -199,8 +200,6 @@ class HiddenGradientPlot(L.Callback):
 
     @staticmethod
     def log_image(logger, fig, path: Path, step: int) -> None:
-        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_figure("diagnostics/hidden_grad", fig, global_step=step)
         elif isinstance(logger, WandbLogger):

@@ -16,9 +16,10 @@ import sys
 
 import lightning as L
 
-from musicrnn.checkpoint import CheckpointError, load_model
+from musicrnn.checkpoint import CheckpointError
 from musicrnn.corpora import DATASETS, CorpusError
 from musicrnn.data import PianorollDataModule
+from musicrnn.models import load_model
 
 
 def evaluate(ckpt: str, dataset: str, root: str | None = None, split: str = "test", data_dir: str = "data",

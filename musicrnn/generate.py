@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicrnn.checkpoint import CheckpointError, load_model
+from musicrnn.checkpoint import CheckpointError
 from musicrnn.corpora import CorpusError
 from musicrnn.data import PianorollDataModule, frames_per_beat_of
+from musicrnn.models import RNNRBM, load_model
 from musicrnn.pianoroll import PITCH_LO, PianorollError, file_to_roll, roll_to_midi
-from musicrnn.rbm import RNNRBM
 from musicrnn.render import midi_to_wav, roll_to_png
 
 LL_AIS_RUNS, LL_AIS_STEPS = 10, 100  # RNN-RBM: a quick AIS estimate is enough for the summary

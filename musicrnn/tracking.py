@@ -21,6 +21,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from musicrnn.pianoroll import roll_to_midi
+from musicrnn.render import midi_to_wav, roll_to_png
+
 LOGGERS = ("csv", "tensorboard", "wandb")
 
 
@@ -99,9 +102,6 @@ class SampleLogger(Callback):
             self._log(trainer, rolls.astype(np.uint8), epoch)
 
     def _log(self, trainer, rolls: np.ndarray, epoch: int) -> None:
-        from musicrnn.pianoroll import roll_to_midi
-        from musicrnn.render import midi_to_wav, roll_to_png
-
         fpb = getattr(trainer.datamodule, "frames_per_beat", 1)
         folder = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
         folder.mkdir(parents=True, exist_ok=True)

@@ -29,14 +29,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, model_classes, slim
+from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, slim
 from musicrnn.cli_errors import argument_error_line, exception_line
 from musicrnn.corpora import CorpusError
 from musicrnn.data import PianorollDataModule
 from musicrnn.guard import NonFiniteError, NonFiniteGuard
-from musicrnn.model import RNN, SequenceModel  # noqa: F401 (imported so --model takes a class name)
-from musicrnn.nade import RNNNADE  # noqa: F401
-from musicrnn.rbm import RNNRBM  # noqa: F401
+from musicrnn.models import MODELS, SequenceModel  # importing the package imports every subclass: --model RNN resolves
 from musicrnn.tracking import RunInfo, SampleLogger, finish, make_logger
 
 
@@ -57,7 +55,7 @@ class TrainCLI(LightningCLI):
                             help="log a few samples (piano roll and audio) every this many epochs (0: never)")
         parser.add_argument("--eval_train", type=bool, default=False,
                             help="also evaluate the best checkpoint on the training split (train/nll)")
-        parser.set_defaults({"model": {"class_path": "musicrnn.model.RNN"}})
+        parser.set_defaults({"model": {"class_path": "musicrnn.models.RNN"}})
 
     def run_name(self) -> str:
         c = self.config_init
@@ -153,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     except ArgumentError as e:
         if debug:
             raise
-        print(f"error: {argument_error_line(str(e), list(model_classes()))}", file=sys.stderr)
+        print(f"error: {argument_error_line(str(e), list(MODELS))}", file=sys.stderr)
         return 2
     except (CorpusError, CheckpointError, ValueError, FileNotFoundError, MisconfigurationException) as e:
         if debug:

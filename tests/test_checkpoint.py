@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from musicrnn.checkpoint import CheckpointError, atomic_save, load_model, load_state
-from musicrnn.model import RNN
+from musicrnn.checkpoint import CheckpointError, atomic_save, load_state
+from musicrnn.models import RNN, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,7 @@ def test_failed_save_leaves_previous_file(tmp_path):
 SAVER = textwrap.dedent("""
     import sys, time
     from musicrnn.checkpoint import atomic_save
-    from musicrnn.model import RNN
+    from musicrnn.models import RNN
 
     class Slow:  # pickled in the middle of the save: the process is killed right there
         def __reduce__(self):

@@ -15,10 +15,8 @@ import torch
 from musicrnn import generate
 from musicrnn.checkpoint import atomic_save
 from musicrnn.data import PianorollDataModule
-from musicrnn.model import RNN
-from musicrnn.nade import RNNNADE
+from musicrnn.models import RNN, RNNNADE, RNNRBM
 from musicrnn.pianoroll import file_to_roll, roll_to_midi
-from musicrnn.rbm import RNNRBM
 
 ROOT = Path(__file__).resolve().parents[1]
 FPB = 2  # frames per beat of the test corpus

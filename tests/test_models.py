@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from musicrnn.model import RNN
-from musicrnn.nade import RNNNADE, nade_log_prob
-from musicrnn.rbm import RNNRBM, ais_log_z, approximate_mode, exact_log_z, free_energy, gibbs
+from musicrnn.models import RNN, RNNNADE
+from musicrnn.models.nade import nade_log_prob
+from musicrnn.models.rbm import RNNRBM, ais_log_z, approximate_mode, exact_log_z, free_energy, gibbs
 
 
 def all_binary(d):

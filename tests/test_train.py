@@ -12,7 +12,7 @@ import torch
 
 from musicrnn import train
 from musicrnn import plot
-from musicrnn.checkpoint import load_model
+from musicrnn.models import load_model
 from musicrnn.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent

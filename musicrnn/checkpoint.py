@@ -16,11 +16,13 @@ from pathlib import Path
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from musicrnn.errors import MusicrnnError
+
 SLIM_KEYS = ("state_dict", "hyper_parameters", "musicrnn_model", "datamodule_hyper_parameters",
              "pytorch-lightning_version", "epoch", "global_step")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MusicrnnError):
     """A checkpoint that is missing, unreadable, foreign or does not fit its model."""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from musicrnn.errors import MusicrnnError
 from musicrnn.pianoroll import (MAX_FRAMES, MIDI_SUFFIXES, MUSIC21_SUFFIXES, NUM_PITCHES, PITCH_HI, PITCH_LO,
                                 PianorollError, file_to_roll, score_to_roll)
 
@@ -37,7 +38,7 @@ MAX_TOTAL_FRAMES = 4_000_000
 MEMORY_HEADROOM = 2 << 30  # what one parsing worker may allocate beyond its size at start
 
 
-class CorpusError(ValueError):
+class CorpusError(MusicrnnError):
     """A corpus that cannot be loaded: missing path, no readable file, malformed or hostile pickle."""
 
 

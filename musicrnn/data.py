@@ -5,7 +5,6 @@ Run ``python -m musicrnn.data NAME [--root DIR]`` to print a corpus's statistics
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import sys
 from functools import partial
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from musicrnn.cli import ArgumentParser, run_command
 from musicrnn.corpora import DATASETS, SPLITS, CorpusError, load_corpus
 
 # Frames per quarter note to play a benchmark back at its own speed. JSB is in quarter notes;
@@ -234,24 +234,24 @@ class PianorollDataModule(L.LightningDataModule):
         return stats
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m musicrnn.data", description="Print a corpus's statistics.")
+def run(argv: list[str]) -> int:
+    p = ArgumentParser(prog="python -m musicrnn.data", description="Print a corpus's statistics.")
     p.add_argument("dataset", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--root", help="folder holding '<Name>.pickle' (benchmarks) or the MIDI folder/.zip")
     p.add_argument("--data-dir", default="data", help="downloads and parse cache (default: data)")
     p.add_argument("--frames-per-beat", type=int, default=1)
     args = p.parse_args(argv)
-    try:
-        dm = PianorollDataModule(args.dataset, args.root, args.data_dir, frames_per_beat=args.frames_per_beat)
-        stats = dm.statistics()
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    dm = PianorollDataModule(args.dataset, args.root, args.data_dir, frames_per_beat=args.frames_per_beat)
+    stats = dm.statistics()
     print(f"{'split':<6} {'sequences':>9} {'frames':>9} {'notes':>9} {'polyphony':>9} {'pitches':>9}")
     for s, st in stats.items():
         print(f"{s:<6} {st['sequences']:>9} {st['frames']:>9} {st['notes']:>9} "
               f"{st['mean_polyphony']:>9.2f} {st['pitch_min']:>4}-{st['pitch_max']}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":

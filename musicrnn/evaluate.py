@@ -10,15 +10,15 @@ written to disk.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 
 import lightning as L
 
-from musicrnn.checkpoint import CheckpointError
-from musicrnn.corpora import DATASETS, CorpusError
+from musicrnn.cli import ArgumentParser, run_command
+from musicrnn.corpora import DATASETS
 from musicrnn.data import PianorollDataModule
+from musicrnn.errors import MusicrnnError
 from musicrnn.models import load_model
 
 
@@ -44,8 +44,8 @@ def evaluate(ckpt: str, dataset: str, root: str | None = None, split: str = "tes
             "frames": sum(len(r) for r in dm.splits[split])}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m musicrnn.evaluate", description=__doc__.split("\n\n")[0])
+def run(argv: list[str]) -> int:
+    p = ArgumentParser(prog="python -m musicrnn.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("ckpt", help="checkpoint file (.ckpt)")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", help="folder of '<Name>.pickle' (benchmarks) or the MIDI folder/.zip")
@@ -54,23 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--ais-runs", type=int, help="RNN-RBM: AIS runs per frame (default: the checkpoint's)")
     p.add_argument("--ais-steps", type=int, help="RNN-RBM: AIS intermediate temperatures")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     a = p.parse_args(argv)
-    try:
-        for name in ("batch_size", "ais_runs", "ais_steps"):
-            if getattr(a, name) is not None and getattr(a, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        r = evaluate(a.ckpt, a.dataset, a.root, a.split, a.data_dir, a.batch_size, a.ais_runs, a.ais_steps)
-    except (CheckpointError, CorpusError, ValueError) as e:
-        if a.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    for name in ("batch_size", "ais_runs", "ais_steps"):
+        if getattr(a, name) is not None and getattr(a, name) < 1:
+            raise MusicrnnError(f"--{name.replace('_', '-')} must be at least 1")
+    r = evaluate(a.ckpt, a.dataset, a.root, a.split, a.data_dir, a.batch_size, a.ais_runs, a.ais_steps)
     line = f"nll={r['nll']:.4f} frame_acc={r['frame_acc']:.4f} frames={r['frames']}"
     if r["nll_stderr"]:
         line += f" nll_stderr={r['nll_stderr']:.4f}"
     print(line)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":

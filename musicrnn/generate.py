@@ -23,10 +23,12 @@ import numpy as np
 import torch
 
 from musicrnn.checkpoint import CheckpointError
+from musicrnn.cli import ArgumentParser, run_command
 from musicrnn.corpora import CorpusError
 from musicrnn.data import PianorollDataModule, frames_per_beat_of
+from musicrnn.errors import MusicrnnError
 from musicrnn.models import RNNRBM, load_model
-from musicrnn.pianoroll import PITCH_LO, PianorollError, file_to_roll, roll_to_midi
+from musicrnn.pianoroll import PITCH_LO, file_to_roll, roll_to_midi
 from musicrnn.render import midi_to_wav, roll_to_png
 
 LL_AIS_RUNS, LL_AIS_STEPS = 10, 100  # RNN-RBM: a quick AIS estimate is enough for the summary
@@ -99,13 +101,8 @@ def stage(path: Path, data: bytes) -> Path:
     return Path(tmp)
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # reported by main in one line, like every other bad input
-        raise ValueError(message)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = Parser(prog="python generate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python generate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", help="checkpoint to sample from (default: the newest *.ckpt under checkpoints/)")
     p.add_argument("--out", default="samples", help="folder for the files (default: samples)")
     p.add_argument("--num", type=int, default=4, help="samples, drawn together as one batch (default: 4)")
@@ -123,19 +120,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--program", type=int, default=0, help="General MIDI program 0-127 (default: 0, piano)")
     p.add_argument("--audio", action="store_true", help="also write a WAV: FluidSynth if installed, else sine waves")
     p.add_argument("--soundfont", help="SoundFont (.sf2) for FluidSynth (default: a system General MIDI one)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     a = p.parse_args(argv)
     for name, low in [("num", 1), ("steps", 1), ("gibbs_steps", 1), ("prime_steps", 1), ("program", 0)]:
         if getattr(a, name) is not None and getattr(a, name) < low:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(a, name)}")
+            raise MusicrnnError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(a, name)}")
     if a.program > 127:
-        raise ValueError(f"--program must be at most 127, got {a.program}")
+        raise MusicrnnError(f"--program must be at most 127, got {a.program}")
     if not (a.temperature > 0 and a.bpm > 0):
-        raise ValueError("--temperature and --bpm must be positive")
+        raise MusicrnnError("--temperature and --bpm must be positive")
     if a.prime_steps is not None and not a.prime:
-        raise ValueError("--prime-steps needs --prime")
+        raise MusicrnnError("--prime-steps needs --prime")
     if a.soundfont and not Path(a.soundfont).is_file():
-        raise ValueError(f"soundfont {a.soundfont} not found")
+        raise MusicrnnError(f"soundfont {a.soundfont} not found")
     return a
 
 
@@ -189,7 +185,7 @@ def generate(a: argparse.Namespace) -> None:
         prime = torch.from_numpy(roll[:a.prime_steps or 32]).float()
     out = Path(a.out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
+        raise MusicrnnError(f"--out {out} is a file, not a folder")
 
     seed = a.seed if a.seed is not None else secrets.randbelow(2 ** 31)
     torch.manual_seed(seed)
@@ -199,8 +195,11 @@ def generate(a: argparse.Namespace) -> None:
     rolls = x.numpy().astype(np.uint8)
 
     playback_fpb = fs * 60.0 / a.bpm if fs else frames_per_beat  # fixed-rate frames last 1/fs s
-    written, synth = write_samples(rolls, out / f"sample-seed{seed}", start, playback_fpb, a,
-                                   title=f"{ckpt.name}  seed {seed}")
+    try:
+        written, synth = write_samples(rolls, out / f"sample-seed{seed}", start, playback_fpb, a,
+                                       title=f"{ckpt.name}  seed {seed}")
+    except OSError as e:  # a full disk or a folder the user cannot write: bad input, not a bug
+        raise MusicrnnError(f"cannot write the samples to {out}/ ({e.strerror or e})") from e
     print(f"{type(model).__name__} from {ckpt}, seed {seed}: wrote {written} files to {out}/"
           + (f" (audio by {synth})" if synth else ""))
     rows = [(f"#{i + 1}", rolls_to_stats([r[start:]]), v) for i, (r, v) in enumerate(zip(rolls, ll))]
@@ -220,15 +219,7 @@ def generate(a: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
-    try:
-        generate(parse_args(argv))
-    except (CheckpointError, PianorollError, CorpusError, ValueError, OSError, RuntimeError) as e:
-        if debug:
-            raise
-        print(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda args: generate(parse_args(args)), argv)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from musicrnn.errors import MusicrnnError
+
 PITCH_LO, PITCH_HI = 21, 108  # A0, C8
 NUM_PITCHES = PITCH_HI - PITCH_LO + 1  # 88
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
@@ -30,7 +32,7 @@ MAX_FILE_BYTES = 8 << 20
 TIME_LIMIT_S = 60.0  # per file; a hostile file can send a parser into a very long loop
 
 
-class PianorollError(ValueError):
+class PianorollError(MusicrnnError):
     """A file that cannot be turned into a piano roll (unreadable, empty, absurd length)."""
 
 

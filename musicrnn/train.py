@@ -7,11 +7,11 @@
 
 Checkpoints go to ``checkpoints/<run_name>/`` (``best.ckpt`` by ``val/nll``, ``last.ckpt``, and a small
 ``model.ckpt`` with weights and settings only); logs to ``runs/<run_name>/`` (CSV by default,
-``--logger tensorboard`` or ``--logger wandb``), with samples every ``--sample_every_n_epochs``. Running the same
+``--logger tensorboard`` or ``--logger wandb``), with samples every ``--samples.every_n_epochs``. Running the same
 command again resumes from ``last.ckpt``, mid-epoch too (``--save_every_n_steps`` also writes it every
 so many steps). The run ends by testing ``best.ckpt`` and writing ``summary.json`` beside it.
 
-A step whose loss or gradient is NaN/Inf is skipped (``NonFiniteGuard``); ``--nonfinite_patience`` in a row
+A step whose loss or gradient is NaN/Inf is skipped (``NonFiniteGuard``); ``--nonfinite.patience`` in a row
 stop the run. Mistakes on the command line give one line and exit code 2 (``--debug`` shows tracebacks).
 """
 
@@ -29,11 +29,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, slim
-from musicrnn.cli_errors import argument_error_line, exception_line
-from musicrnn.corpora import CorpusError
+from musicrnn.checkpoint import AtomicCheckpointIO, slim
+from musicrnn.cli import argument_error_line, exception_line, run_command
 from musicrnn.data import PianorollDataModule
-from musicrnn.guard import NonFiniteError, NonFiniteGuard
+from musicrnn.errors import MusicrnnError
+from musicrnn.guard import NonFiniteGuard
 from musicrnn.models import MODELS, SequenceModel  # importing the package imports every subclass: --model RNN resolves
 from musicrnn.tracking import RunInfo, SampleLogger, finish, make_logger
 
@@ -46,15 +46,14 @@ class TrainCLI(LightningCLI):
                             help="where each run's checkpoint folder goes")
         parser.add_argument("--save_every_n_steps", type=int, default=0,
                             help="also write last.ckpt every this many optimizer steps (0: at epoch ends only)")
-        parser.add_argument("--nonfinite_patience", type=int, default=10,
-                            help="stop after this many steps in a row with a NaN/Inf loss or gradient")
         parser.add_argument("--logger", type=str, default="csv",
                             help="csv, tensorboard or wandb (offline unless WANDB_API_KEY is set); "
                                  "--trainer.logger overrides it")
-        parser.add_argument("--sample_every_n_epochs", type=int, default=10,
-                            help="log a few samples (piano roll and audio) every this many epochs (0: never)")
         parser.add_argument("--eval_train", type=bool, default=False,
                             help="also evaluate the best checkpoint on the training split (train/nll)")
+        # Callbacks every run has, as class arguments: their options show in --help and the saved config.
+        parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
+        parser.add_lightning_class_args(SampleLogger, "samples")
         parser.set_defaults({"model": {"class_path": "musicrnn.models.RNN"}})
 
     def run_name(self) -> str:
@@ -66,15 +65,13 @@ class TrainCLI(LightningCLI):
         self.run_dir = Path(self.config_init.checkpoint_dir) / run
         every = self.config_init.save_every_n_steps
         if every < 0:
-            raise ValueError(f"--save_every_n_steps must be 0 or more, got {every}")
+            raise MusicrnnError(f"--save_every_n_steps must be 0 or more, got {every}")
         self.trainer_defaults["callbacks"] = [
             ModelCheckpoint(dirpath=self.run_dir, filename="best", monitor="val/nll", mode="min",
                             save_last=True, enable_version_counter=False),
             *([ModelCheckpoint(dirpath=self.run_dir, save_top_k=0, save_last=True, every_n_train_steps=every,
                                enable_version_counter=False)] if every else []),
-            NonFiniteGuard(self.config_init.nonfinite_patience),
             RunInfo(self.config.as_dict()),
-            SampleLogger(self.config_init.sample_every_n_epochs),
             *([RichProgressBar()] if self.config_init.trainer.get("enable_progress_bar") is not False else []),
         ]
         self.trainer_defaults["plugins"] = [AtomicCheckpointIO()]
@@ -123,47 +120,56 @@ def print_summary(summary: dict) -> None:
     console.print(f"checkpoint: {summary['model_checkpoint']}  (summary.json beside it)", soft_wrap=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+def make_cli(args: list[str]) -> TrainCLI:
+    """The training command line on ``args``: parsed, model, data and trainer built, nothing run.
+
+    What ``train.py`` runs and what the tests build. A mistake in the settings raises ``MusicrnnError``
+    with one line: jsonargparse's many-line messages are shortened, and Lightning's and torch's own
+    ``ValueError``s at construction are bad settings too (nothing has run yet).
+    """
     # args= is how --debug is left out; Lightning warns about it when sys.argv is also set.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # "Seed set to 0"
     try:
-        cli = TrainCLI(SequenceModel, PianorollDataModule, subclass_mode_model=True, run=False, args=argv,
+        cli = TrainCLI(SequenceModel, PianorollDataModule, subclass_mode_model=True, run=False, args=args,
                        seed_everything_default=0, save_config_kwargs={"overwrite": True},
                        trainer_defaults={"max_epochs": 100, "use_distributed_sampler": False},
                        parser_kwargs={"exit_on_error": False})  # errors come here, not as usage text
-        last = cli.run_dir / "last.ckpt"
-        resume = str(last) if last.is_file() else None
-        if resume:
-            print(f"resuming from {resume}")
-        start = time.time()
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
-        if cli.trainer.fast_dev_run:  # a smoke run saves no checkpoint to test
-            return 0
-        summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start,
-                            cli.config_init.eval_train)
-        if cli.trainer.is_global_zero:
-            finish(cli.trainer, summary)
-            print_summary(summary)
+        # torch checks optimizer settings (a negative --model.lr, say) only when it builds the optimizer:
+        # built once now so they are reported before any data is loaded.
+        cli.model.configure_optimizers()
     except ArgumentError as e:
-        if debug:
-            raise
-        print(f"error: {argument_error_line(str(e), list(MODELS))}", file=sys.stderr)
-        return 2
-    except (CorpusError, CheckpointError, ValueError, FileNotFoundError, MisconfigurationException) as e:
-        if debug:
-            raise
-        print(f"error: {exception_line(e)}", file=sys.stderr)
-        return 2
-    except NonFiniteError as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise MusicrnnError(argument_error_line(str(e), list(MODELS))) from e
+    except MusicrnnError:
+        raise
+    except (ValueError, FileNotFoundError, MisconfigurationException) as e:
+        raise MusicrnnError(exception_line(e)) from e
+    return cli
+
+
+def train(argv: list[str]) -> int:
+    cli = make_cli(argv)
+    last = cli.run_dir / "last.ckpt"
+    resume = str(last) if last.is_file() else None
+    if resume:
+        print(f"resuming from {resume}")
+    start = time.time()
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
+    except MisconfigurationException as e:  # Lightning's word for settings that do not fit together
+        raise MusicrnnError(exception_line(e)) from e
+    if cli.trainer.fast_dev_run:  # a smoke run saves no checkpoint to test
+        return 0
+    summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start,
+                        cli.config_init.eval_train)
+    if cli.trainer.is_global_zero:
+        finish(cli.trainer, summary)
+        print_summary(summary)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(train, argv)
 
 
 if __name__ == "__main__":

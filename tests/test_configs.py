@@ -3,15 +3,14 @@ from pathlib import Path
 import pytest
 
 from musicrnn.callbacks import GradientClipping, NesterovMomentum
-from musicrnn.train import PianorollDataModule, SequenceModel, TrainCLI
+from musicrnn.train import make_cli
 
 CONFIGS = sorted(Path(__file__).resolve().parent.parent.glob("configs/**/*.yaml"))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
 def test_every_shipped_config_instantiates(config, tmp_path):
-    cli = TrainCLI(SequenceModel, PianorollDataModule, subclass_mode_model=True, run=False,
-                   args=["--config", str(config), "--trainer.logger", "false", "--checkpoint_dir", str(tmp_path)])
+    cli = make_cli(["--config", str(config), "--trainer.logger", "false", "--checkpoint_dir", str(tmp_path)])
     # An ablation row <model>_sgd_<letters>: C clipping, L leaky, R rectifiers, M momentum.
     parts = config.stem.split("_")
     techniques = parts[2] if config.parent.name == "ablation" and len(parts) > 2 else ""

@@ -19,6 +19,7 @@ import torch
 
 from musicrnn.checkpoint import load_state
 from musicrnn.core import RecurrentCore, detach_state
+from musicrnn.errors import MusicrnnError
 from musicrnn.metrics import FrameAccuracy, FrameNLL
 from musicrnn.pianoroll import NUM_PITCHES
 
@@ -50,7 +51,7 @@ class SequenceModel(L.LightningModule):
                  init_from: str | None = None):
         super().__init__()
         if tbptt_steps is not None and tbptt_steps < 1:
-            raise ValueError(f"tbptt_steps must be >= 1, got {tbptt_steps}")
+            raise MusicrnnError(f"tbptt_steps must be >= 1, got {tbptt_steps}")
         self.save_hyperparameters()
         self.automatic_optimization = tbptt_steps is None
         self.core = RecurrentCore(NUM_PITCHES, hidden, cell, leaky, max_timescale, init, identity_scale,
@@ -156,7 +157,7 @@ class SequenceModel(L.LightningModule):
         ``temperature`` scales every logit by ``1 / temperature`` (sharper below 1, flatter above).
         """
         if num < 1 or steps < 0 or temperature <= 0:
-            raise ValueError("num must be >= 1, steps >= 0 and temperature > 0")
+            raise MusicrnnError("num must be >= 1, steps >= 0 and temperature > 0")
         was_training = self.training
         self.eval()
         state = self.core.initial_state(num)

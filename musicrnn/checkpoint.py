@@ -9,13 +9,12 @@ arguments), ``musicrnn_model`` (the class name), ``state_dict`` and ``datamodule
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from musicrnn.atomic import atomic_write
 from musicrnn.errors import MusicrnnError
 
 SLIM_KEYS = ("state_dict", "hyper_parameters", "musicrnn_model", "datamodule_hyper_parameters",
@@ -27,21 +26,8 @@ class CheckpointError(MusicrnnError):
 
 
 def atomic_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``: a crash
-    mid-write leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``torch.save`` that a crash mid-write cannot leave half done (see ``musicrnn.atomic``)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

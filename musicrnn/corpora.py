@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from musicrnn.atomic import atomic_write
 from musicrnn.errors import MusicrnnError
 from musicrnn.pianoroll import (MAX_FRAMES, MIDI_SUFFIXES, MUSIC21_SUFFIXES, NUM_PITCHES, PITCH_HI, PITCH_LO,
                                 PianorollError, file_to_roll, score_to_roll)
@@ -147,10 +148,8 @@ def download(url: str, dest: Path) -> Path:
     """Fetch ``url`` into ``dest`` with a progress bar; the file appears complete or not at all."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as r, os.fdopen(fd, "wb") as f, \
+    def fetch(f):
+        with urllib.request.urlopen(url, timeout=60) as r, \
                 Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
                          transient=True) as bar:
             task = bar.add_task(f"downloading {dest.name}", total=int(r.headers.get("Content-Length") or 0)
@@ -158,13 +157,12 @@ def download(url: str, dest: Path) -> Path:
             while chunk := r.read(1 << 16):
                 f.write(chunk)
                 bar.advance(task, len(chunk))
-        os.replace(tmp, dest)
+
+    try:
+        atomic_write(dest, fetch)
     except OSError as e:  # URLError is an OSError
         raise CorpusError(f"could not download {url} ({e}); put {dest.name} in a folder and pass it "
                           "as root") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 
@@ -341,11 +339,7 @@ def _save_cache(path: Path, corpus: dict[str, list[np.ndarray]]) -> None:
         rolls = corpus[s]
         arrays[f"{s}_lengths"] = np.array([len(r) for r in rolls], dtype=np.int64)
         arrays[f"{s}_frames"] = np.concatenate(rolls) if rolls else np.zeros((0, 88), np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _load_cache(path: Path) -> dict[str, list[np.ndarray]]:

@@ -16,12 +16,12 @@ import io
 import os
 import secrets
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from musicrnn.atomic import write_beside
 from musicrnn.checkpoint import CheckpointError
 from musicrnn.cli import ArgumentParser, run_command
 from musicrnn.corpora import CorpusError
@@ -91,16 +91,6 @@ def print_summary(rows: list[tuple[str, dict, float | None]], notes: list[str]) 
         print(note)
 
 
-def stage(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a hidden temporary file beside ``path`` and return its name (``os.replace`` it
-    onto ``path`` once everything is ready)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private
-    return Path(tmp)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = ArgumentParser(prog="python generate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", help="checkpoint to sample from (default: the newest *.ckpt under checkpoints/)")
@@ -151,7 +141,8 @@ def write_samples(rolls: np.ndarray, prefix: Path, start: int, frames_per_beat: 
                                                                   f"{title}  #{i + 1}")}
             if a.audio:
                 files[".wav"], synth = midi_to_wav(pm, soundfont=a.soundfont)
-            staged += [(stage(stem.with_suffix(ext), data), stem.with_suffix(ext)) for ext, data in files.items()]
+            for ext, data in files.items():
+                staged.append((write_beside(stem.with_suffix(ext), lambda f: f.write(data)), stem.with_suffix(ext)))
         for tmp, path in staged:
             os.replace(tmp, path)
     finally:

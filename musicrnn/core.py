@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from musicrnn.errors import MusicrnnError
+from musicrnn.pianoroll import NUM_PITCHES
 
 CELLS = ("tanh", "relu", "sigmoid", "lstm", "gru")
 
@@ -43,7 +44,7 @@ class RecurrentCore(nn.Module):
         dropout: dropout on the core's outputs.
     """
 
-    def __init__(self, input_size: int = 88, hidden: int = 300, cell: str = "tanh", leaky: str = "none",
+    def __init__(self, input_size: int = NUM_PITCHES, hidden: int = 300, cell: str = "tanh", leaky: str = "none",
                  max_timescale: float = 100.0, init: str = "default", identity_scale: float = 1.0,
                  learn_init: bool = True, dropout: float = 0.0):
         super().__init__()

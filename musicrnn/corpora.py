@@ -23,8 +23,8 @@ import numpy as np
 
 from musicrnn.atomic import atomic_write
 from musicrnn.errors import MusicrnnError
-from musicrnn.pianoroll import (MAX_FRAMES, MIDI_SUFFIXES, MUSIC21_SUFFIXES, NUM_PITCHES, PITCH_HI, PITCH_LO,
-                                PianorollError, file_to_roll, score_to_roll)
+from musicrnn.pianoroll import (FRAMES_PER_BEAT, MAX_FRAMES, MIDI_SUFFIXES, MUSIC21_SUFFIXES, NUM_PITCHES, PITCH_HI,
+                                PITCH_LO, PianorollError, file_to_roll, score_to_roll)
 
 SPLITS = ("train", "valid", "test")
 BENCHMARKS = {"jsb": "JSB Chorales", "nottingham": "Nottingham", "musedata": "MuseData",
@@ -338,7 +338,7 @@ def _save_cache(path: Path, corpus: dict[str, list[np.ndarray]]) -> None:
     for s in SPLITS:
         rolls = corpus[s]
         arrays[f"{s}_lengths"] = np.array([len(r) for r in rolls], dtype=np.int64)
-        arrays[f"{s}_frames"] = np.concatenate(rolls) if rolls else np.zeros((0, 88), np.uint8)
+        arrays[f"{s}_frames"] = np.concatenate(rolls) if rolls else np.zeros((0, NUM_PITCHES), np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
@@ -349,7 +349,7 @@ def _load_cache(path: Path) -> dict[str, list[np.ndarray]]:
 
 
 def load_corpus(dataset: str, root: str | None = None, data_dir: str | Path = "data",
-                frames_per_beat: int = 1, fs: float | None = None, transpose_to_c: bool = True,
+                frames_per_beat: int = FRAMES_PER_BEAT, fs: float | None = None, transpose_to_c: bool = True,
                 seed: int = 0) -> dict[str, list[np.ndarray]]:
     """Load (or read from cache) a corpus as ``{split: [roll (time, 88) uint8, ...]}``."""
     if dataset not in DATASETS:

@@ -28,7 +28,7 @@ from musicrnn.corpora import CorpusError
 from musicrnn.data import PianorollDataModule, frames_per_beat_of
 from musicrnn.errors import MusicrnnError
 from musicrnn.models import RNNRBM, load_model
-from musicrnn.pianoroll import PITCH_LO, file_to_roll, roll_to_midi
+from musicrnn.pianoroll import FRAMES_PER_BEAT, file_to_roll, roll_to_midi, rolls_to_stats
 from musicrnn.render import midi_to_wav, roll_to_png
 
 LL_AIS_RUNS, LL_AIS_STEPS = 10, 100  # RNN-RBM: a quick AIS estimate is enough for the summary
@@ -40,20 +40,6 @@ def newest_checkpoint(folder: str | Path = "checkpoints") -> Path:
     if not found:
         raise CheckpointError(f"no --ckpt given and no *.ckpt under {folder}/")
     return max(found, key=lambda p: p.stat().st_mtime)
-
-
-def rolls_to_stats(rolls: list[np.ndarray]) -> dict:
-    """Rolls ``[(time_i, 88), ...]`` -> frames, notes (held frames merged, as in the MIDI file), mean
-    polyphony (sounding pitches per frame), lowest/highest MIDI pitch (None if silent), empty (share of
-    frames with no pitch)."""
-    frames = sum(len(r) for r in rolls)
-    cells = sum(int((r > 0).sum()) for r in rolls)
-    notes = sum(int(np.diff((r > 0).astype(np.int8), axis=0, prepend=0).clip(0).sum()) for r in rolls)
-    empty = sum(int((~(r > 0).any(1)).sum()) for r in rolls)
-    used = np.flatnonzero(np.any([(r > 0).any(0) for r in rolls], axis=0)) + PITCH_LO
-    return {"frames": frames, "notes": notes, "mean_polyphony": cells / max(frames, 1),
-            "pitch_min": int(used[0]) if len(used) else None, "pitch_max": int(used[-1]) if len(used) else None,
-            "empty": empty / max(frames, 1)}
 
 
 @torch.no_grad()
@@ -168,8 +154,9 @@ def generate(a: argparse.Namespace) -> None:
     if data_hp:
         frames_per_beat, fs = frames_per_beat_of(data_hp), data_hp.get("fs")
     else:
-        frames_per_beat, fs = 1, None
-        print("note: the checkpoint holds no data settings; playing 1 frame per beat", file=sys.stderr)
+        frames_per_beat, fs = FRAMES_PER_BEAT, None
+        print(f"note: the checkpoint holds no data settings; playing {FRAMES_PER_BEAT} frame(s) per beat",
+              file=sys.stderr)
     prime = None
     if a.prime:
         roll, _ = file_to_roll(a.prime, frames_per_beat=frames_per_beat, fs=fs)

@@ -133,16 +133,6 @@ def test_unreadable_corpus_still_prints_samples(ckpts, tmp_path, capsys):
     assert "#1" in out and "corpus statistics unavailable" in out and "nowhere does not exist" in out
 
 
-def test_rolls_to_stats_counts_held_notes_once():
-    roll = np.zeros((6, 88), dtype=np.uint8)
-    roll[0:3, 39] = 1  # C4 held three frames: one note
-    roll[4, 39] = roll[4, 43] = 1  # C4 struck again with E4
-    s = generate.rolls_to_stats([roll])
-    assert s == {"frames": 6, "notes": 3, "mean_polyphony": 5 / 6, "pitch_min": 60, "pitch_max": 64,
-                 "empty": 2 / 6}
-    assert len(roll_to_midi(roll).instruments[0].notes) == s["notes"]
-
-
 def fake_fluidsynth(folder: Path, fail: bool) -> None:
     """A ``fluidsynth`` on PATH that writes a marker to the file after ``-F`` (or fails)."""
     folder.mkdir()

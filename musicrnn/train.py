@@ -9,7 +9,9 @@ Checkpoints go to ``checkpoints/<run_name>/`` (``best.ckpt`` by ``val/nll``, ``l
 ``model.ckpt`` with weights and settings only); logs to ``runs/<run_name>/`` (CSV by default,
 ``--logger tensorboard`` or ``--logger wandb``), with samples every ``--samples.every_n_epochs``. Running the same
 command again resumes from ``last.ckpt``, mid-epoch too (``--save_every_n_steps`` also writes it every
-so many steps). The run ends by testing ``best.ckpt`` and writing ``summary.json`` beside it.
+so many steps); a damaged ``last.ckpt`` (a full disk, a partial copy) is passed over, with a warning, for
+the run's newest intact checkpoint. ``--resume never`` starts afresh, ``--resume PATH`` continues from a
+chosen checkpoint. The run ends by testing ``best.ckpt`` and writing ``summary.json`` beside it.
 
 A step whose loss or gradient is NaN/Inf is skipped (``NonFiniteGuard``); ``--nonfinite.patience`` in a row
 stop the run. Mistakes on the command line give one line and exit code 2 (``--debug`` shows tracebacks).
@@ -29,7 +31,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from musicrnn.checkpoint import AtomicCheckpointIO, slim
+from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, load_state, slim
 from musicrnn.cli import argument_error_line, exception_line, run_command
 from musicrnn.data import PianorollDataModule
 from musicrnn.errors import MusicrnnError
@@ -49,6 +51,10 @@ class TrainCLI(LightningCLI):
         parser.add_argument("--logger", type=str, default="csv",
                             help="csv, tensorboard or wandb (offline unless WANDB_API_KEY is set); "
                                  "--trainer.logger overrides it")
+        parser.add_argument("--resume", type=str, default="auto",
+                            help="auto: continue from the run's last.ckpt if there is one (or, if it is damaged, "
+                                 "from the run's newest intact checkpoint, with a warning); never: start afresh, "
+                                 "overwriting the run's checkpoints; or the path of a checkpoint to continue from")
         parser.add_argument("--eval_train", type=bool, default=False,
                             help="also evaluate the best checkpoint on the training split (train/nll)")
         # Callbacks every run has, as class arguments: their options show in --help and the saved config.
@@ -147,10 +153,55 @@ def make_cli(args: list[str]) -> TrainCLI:
     return cli
 
 
+def resume_path(choice: str, run_dir: Path, model) -> str | None:
+    """The checkpoint ``--resume`` asks to continue from (``auto``, ``never`` or a path), checked before
+    Lightning reads it (Lightning's own errors are tracebacks): readable, and this model's."""
+    if choice == "never":
+        return None
+    if choice != "auto":
+        try:
+            resumable_step(Path(choice), model)
+        except CheckpointError as e:
+            raise CheckpointError(f"cannot resume: {e}; pass another --resume PATH, or --resume never to "
+                                  f"start afresh") from None
+        return choice
+    last = run_dir / "last.ckpt"
+    if not last.exists():
+        return None
+    try:
+        resumable_step(last, model)
+        return str(last)
+    except CheckpointError as e:
+        damaged = e
+    intact = []  # the run's other full checkpoints (model.ckpt has no optimizer or loop state)
+    for path in sorted(run_dir.glob("*.ckpt")):
+        if path.name not in ("last.ckpt", "model.ckpt"):
+            try:
+                intact.append((resumable_step(path, model), str(path)))
+            except CheckpointError:
+                pass
+    if not intact:
+        raise CheckpointError(f"cannot resume: {damaged}, and the run has no other intact checkpoint; pass "
+                              f"--resume never to start afresh, or --resume PATH to continue from another one")
+    step, path = max(intact)
+    print(f"warning: {damaged}; resuming instead from {path} (step {step}), the run's newest intact "
+          f"checkpoint", file=sys.stderr)
+    return path
+
+
+def resumable_step(path: Path, model) -> int:
+    """The optimizer step of a checkpoint of ``model`` (same parameter names and shapes) at ``path``;
+    ``CheckpointError`` if it is unreadable or another model's."""
+    ckpt = load_state(path)
+    theirs, mine = ckpt["state_dict"], model.state_dict()
+    if set(theirs) != set(mine) or any(theirs[k].shape != mine[k].shape for k in mine):
+        raise CheckpointError(f"{path} holds a different model (another --model or other sizes)")
+    return int(ckpt.get("global_step", 0))
+
+
 def train(argv: list[str]) -> int:
     cli = make_cli(argv)
-    last = cli.run_dir / "last.ckpt"
-    resume = str(last) if last.is_file() else None
+    resume = resume_path(cli.config_init.resume, cli.run_dir, cli.model)
     if resume:
         print(f"resuming from {resume}")
     start = time.time()

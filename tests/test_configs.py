@@ -4,13 +4,21 @@ import pytest
 
 from musicrnn.callbacks import GradientClipping, NesterovMomentum
 from musicrnn.train import make_cli
+from scripts import ablation
 
-CONFIGS = sorted(Path(__file__).resolve().parent.parent.glob("configs/**/*.yaml"))
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted(c for c in ROOT.glob("configs/**/*.yaml") if c != ablation.BASE)
+
+
+def config_args(config: Path) -> list[str]:
+    """How a shipped config is used: an ablation row over its base, the others alone."""
+    files = ablation.config_files(config) if config.parent == ablation.BASE.parent else [config]
+    return [a for c in files for a in ("--config", str(c))]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
 def test_every_shipped_config_instantiates(config, tmp_path):
-    cli = make_cli(["--config", str(config), "--trainer.logger", "false", "--checkpoint_dir", str(tmp_path)])
+    cli = make_cli([*config_args(config), "--trainer.logger", "false", "--checkpoint_dir", str(tmp_path)])
     # An ablation row <model>_sgd_<letters>: C clipping, L leaky, R rectifiers, M momentum.
     parts = config.stem.split("_")
     techniques = parts[2] if config.parent.name == "ablation" and len(parts) > 2 else ""

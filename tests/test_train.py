@@ -9,6 +9,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import torch
+from test_configs import CONFIGS, config_args
 
 from musicrnn import train
 from musicrnn import plot
@@ -16,7 +17,6 @@ from musicrnn.models import load_model
 from musicrnn.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
 def test_fast_dev_run_smoke(jsb_root, tmp_path, monkeypatch):
@@ -71,7 +71,7 @@ def test_csv_run_logs_samples_run_info_and_plots(jsb_root, tmp_path, monkeypatch
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
 def test_every_config_instantiates(config, jsb_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = train.make_cli(["--config", str(config), "--data.root", str(jsb_root)])
+    cli = train.make_cli([*config_args(config), "--data.root", str(jsb_root)])
     class_path = cli.config.model.class_path
     assert type(cli.model).__name__ == class_path.rsplit(".", 1)[-1]
     assert isinstance(cli.model, torch.nn.Module) and cli.trainer is not None

@@ -32,7 +32,7 @@ def config_files(config: Path) -> list[Path]:
     return [BASE, config]
 
 
-def rows() -> list[Path]:
+def row_configs() -> list[Path]:
     """Every row config: RNN first, then by techniques (plain SGD first)."""
     order = lambda c: (list(MODELS).index(c.stem.split("_")[0]), len(c.stem))  # noqa: E731
     return sorted((c for c in BASE.parent.glob("*.yaml") if c != BASE), key=order)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint_dir", default="checkpoints/ablation")
     p.add_argument("--out", type=Path, default=ROOT / "RESULTS.md")
     args = p.parse_args(argv)
-    configs = [c.resolve() for c in args.configs] or rows()
+    configs = [c.resolve() for c in args.configs] or row_configs()
     start = time.time()
     rows = [(c, run(c, args)) for c in configs]
     text = [

@@ -19,7 +19,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 import torch
+from rich.console import Console
+from rich.table import Table
 
 from musicrnn.atomic import write_beside
 from musicrnn.checkpoint import CheckpointError
@@ -60,10 +63,6 @@ def corpus_stats(data_hp: dict) -> tuple[str, dict]:
 def print_summary(rows: list[tuple[str, dict, float | None]], notes: list[str]) -> None:
     """One table row per ``(label, rolls_to_stats, log-likelihood per frame or None)``, then each note
     on its own line."""
-    import pretty_midi
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="samples and training corpus")
     for col in ("", "frames", "notes", "polyphony", "pitch range", "empty", "log-lik/frame"):
         table.add_column(col, justify="left" if col in ("", "pitch range") else "right")

@@ -46,6 +46,7 @@ def read_metrics(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
 
 def runs_to_png(run_dirs: list[Path], out: Path) -> Path:
     """Draw the learning curves of one or more runs into ``out`` (PNG, 150 dpi)."""
+    # Here, not at the top: choosing the Agg backend is process-wide, done only when drawing.
     import matplotlib
 
     matplotlib.use("Agg")

@@ -32,6 +32,7 @@ def roll_to_png(roll: np.ndarray, boundary: int | None = None, frames_per_beat: 
 
     ``boundary``: frame where a prime ends and the model's continuation begins, drawn as a red line.
     """
+    # Heavy (about a second together): paid by the first drawing, not by every import of the module.
     import pretty_midi
     from matplotlib.figure import Figure  # no pyplot: no global state, the Agg canvas by default
 

@@ -118,13 +118,13 @@ class SampleLogger(Callback):
             stem.with_suffix(".wav").write_bytes(wav)
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
-                    import wandb
+                    import wandb  # optional: installed only by those who log to wandb
 
                     logger.experiment.log({f"samples/roll{i}": wandb.Image(str(stem.with_suffix(".png"))),
                                            f"samples/audio{i}": wandb.Audio(str(stem.with_suffix(".wav"))),
                                            "trainer/global_step": trainer.global_step})
                 elif isinstance(logger, TensorBoardLogger):
-                    import matplotlib.image
+                    import matplotlib.image  # heavy: only for TensorBoard runs
 
                     image = matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3]
                     logger.experiment.add_image(f"samples/roll{i}", image, epoch, dataformats="HWC")

@@ -30,6 +30,8 @@ from pathlib import Path
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from rich.console import Console
+from rich.table import Table
 
 from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, load_state, slim
 from musicrnn.cli import argument_error_line, exception_line, run_command
@@ -111,9 +113,6 @@ def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_tr
 
 
 def print_summary(summary: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"{summary['model']} on {summary['dataset']}: test set")
     for col in ("log-likelihood (nats/frame)", "frame accuracy", "epochs", "train time"):
         table.add_column(col)

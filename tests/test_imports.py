@@ -5,8 +5,15 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "musicrnn"
-# Imports allowed inside functions: heavy or optional packages a command may never need.
-LAZY_OK = {"matplotlib", "music21", "pretty_midi", "rich", "wandb", "tensorboard", "resource"}
+# Imports allowed inside functions, and why: heavy or optional packages a command may never need.
+LAZY_OK = {
+    "music21": "seconds to import; only for ABC/MusicXML and the Bach chorales",
+    "matplotlib": "half a second; only when drawing (and its backend choice is process-wide)",
+    "pretty_midi": "only when a file is read or written",
+    "rich": "progress bars of downloads and parsing only",
+    "wandb": "optional, installed by those who log to wandb", "tensorboard": "optional logger",
+    "resource": "POSIX only: the memory cap of parsing workers",
+}
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -14,6 +14,7 @@ import csv
 import sys
 from pathlib import Path
 
+from musicrnn.atomic import atomic_write
 from musicrnn.cli import ArgumentParser, run_command
 from musicrnn.errors import MusicrnnError
 
@@ -71,8 +72,7 @@ def runs_to_png(run_dirs: list[Path], out: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
+    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=150))
     plt.close(fig)
     return out
 

@@ -33,6 +33,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from rich.console import Console
 from rich.table import Table
 
+from musicrnn.atomic import atomic_write
 from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, load_state, slim
 from musicrnn.cli import argument_error_line, exception_line, run_command
 from musicrnn.data import PianorollDataModule
@@ -108,7 +109,8 @@ def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_tr
         summary.update({"train/log_likelihood": -train["test/nll"], "train/nll": train["test/nll"]})
     if trainer.is_global_zero:
         slim(best, run_dir / "model.ckpt")
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = json.dumps(summary, indent=2) + "\n"
+        atomic_write(run_dir / "summary.json", lambda f: f.write(text.encode()))  # read by scripts/ablation.py
     return summary
 
 

@@ -77,7 +77,8 @@ def print_summary(rows: list[tuple[str, dict, float | None]], notes: list[str]) 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = ArgumentParser(prog="python generate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python generate.py", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", help="checkpoint to sample from (default: the newest *.ckpt under checkpoints/)")
     p.add_argument("--out", default="samples", help="folder for the files (default: samples)")
     p.add_argument("--num", type=int, default=4, help="samples, drawn together as one batch (default: 4)")

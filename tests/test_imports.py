@@ -75,7 +75,10 @@ def hidden_imports(root: Path) -> list[str]:
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             for node in ast.walk(fn):
-                for target in imported_modules(node)[:1] if isinstance(node, ast.ImportFrom) else imported_modules(node):
+                targets = imported_modules(node)
+                if isinstance(node, ast.ImportFrom):
+                    targets = targets[:1]  # the module, not the names imported from it
+                for target in targets:
                     if target.split(".")[0] not in LAZY_OK:
                         found.append(f"{module_name(path, root)}:{node.lineno} {target}")
     return sorted(set(found))

@@ -92,7 +92,8 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
 
 
-def test_damaged_last_checkpoint(jsb_root, tmp_path, capsys):
+def test_damaged_last_checkpoint(jsb_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # without a logger, Lightning saves config.yaml in the working folder
     run = tmp_path / "ck" / "r"
     assert train.main(tiny_run(jsb_root, tmp_path, "--trainer.max_epochs", "1")) == 0
     best_step = load_state(run / "best.ckpt")["global_step"]
@@ -123,7 +124,8 @@ def test_damaged_last_checkpoint(jsb_root, tmp_path, capsys):
     assert load_state(run / "last.ckpt")["global_step"] == best_step
 
 
-def test_resume_from_a_chosen_checkpoint_and_refuse_another_model(jsb_root, tmp_path, capsys):
+def test_resume_from_a_chosen_checkpoint_and_refuse_another_model(jsb_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     run = tmp_path / "ck" / "r"
     assert train.main(tiny_run(jsb_root, tmp_path, "--trainer.max_epochs", "1")) == 0
     chosen = tmp_path / "chosen.ckpt"

@@ -1,9 +1,9 @@
-# Two commands: `make train` and `make test`. Both create .venv from requirements.txt first.
+# `make train` and `make test` (and `make lint`: ruff, which CI runs before the tests); each creates .venv from requirements.txt first.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: train test test-all bench clean
+.PHONY: train test test-all lint bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ train: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -q

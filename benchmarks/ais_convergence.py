@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from musicrnn.checkpoint import load_model  # noqa: E402
+from musicrnn.models import load_model  # noqa: E402
 from musicrnn.corpora import load_corpus  # noqa: E402
 from musicrnn.data import collate  # noqa: E402
-from musicrnn.rbm import ais_log_z  # noqa: E402
+from musicrnn.models.rbm import ais_log_z  # noqa: E402
 
 
 def main() -> int:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ais_reference import ais_log_z as reference_ais_log_z  # noqa: E402
 
 from musicrnn.ais import AIS_RUNS, AIS_STEPS, ais_log_z  # noqa: E402
-from musicrnn.checkpoint import load_model  # noqa: E402
+from musicrnn.models import load_model  # noqa: E402
 from musicrnn.corpora import load_corpus  # noqa: E402
 from musicrnn.data import collate  # noqa: E402
 

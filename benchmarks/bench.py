@@ -27,11 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicrnn.corpora import load_corpus  # noqa: E402
 from musicrnn.data import collate  # noqa: E402
-from musicrnn.model import RNN  # noqa: E402
-from musicrnn.nade import RNNNADE  # noqa: E402
-from musicrnn.rbm import RNNRBM  # noqa: E402
+from musicrnn.models import RNN, RNNNADE, RNNRBM  # noqa: E402
+from musicrnn.pianoroll import NUM_PITCHES  # noqa: E402
 
-D = 88
+D = NUM_PITCHES
 
 
 def flops_per_frame(model) -> float:

@@ -29,7 +29,7 @@ def time_train(config: str, epochs: int, data_root: str, threads: int) -> float:
                "--trainer.max_epochs", str(epochs), "--trainer.check_val_every_n_epoch", "1",
                "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "1",
                "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-               "--sample_every_n_epochs", "0", "--checkpoint_dir", tmp, "--run_name", "bench"]
+               "--samples.every_n_epochs", "0", "--checkpoint_dir", tmp, "--run_name", "bench"]
         start = time.perf_counter()
         subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
         return time.perf_counter() - start

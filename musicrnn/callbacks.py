@@ -13,6 +13,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+from musicrnn.errors import MusicrnnError
 
 
 class GradientClipping(L.Callback):
@@ -31,9 +34,9 @@ class GradientClipping(L.Callback):
 
     def __init__(self, threshold: float = 1.0, mode: str = "norm"):
         if mode not in ("norm", "value"):
-            raise ValueError(f"unknown mode {mode!r}; choose norm or value")
+            raise MusicrnnError(f"unknown mode {mode!r}; choose norm or value")
         if threshold <= 0:
-            raise ValueError(f"threshold must be positive, got {threshold}")
+            raise MusicrnnError(f"threshold must be positive, got {threshold}")
         self.threshold, self.mode = threshold, mode
         self.steps, self.clipped = 0, 0  # this epoch's
 
@@ -99,9 +102,9 @@ class NesterovMomentum(L.Callback):
     def __init__(self, schedule: str = "constant", mu_max: float = 0.9, mu_start: float = 0.5,
                  ramp_steps: int = 1000, lr_decay: float = 0.5, monitor: str = "val/nll"):
         if schedule not in ("constant", "linear", "sutskever"):
-            raise ValueError(f"unknown schedule {schedule!r}; choose constant, linear or sutskever")
+            raise MusicrnnError(f"unknown schedule {schedule!r}; choose constant, linear or sutskever")
         if not (0 <= mu_start < 1 and 0 <= mu_max < 1 and ramp_steps >= 1 and 0 < lr_decay <= 1):
-            raise ValueError("need 0 <= mu_start, mu_max < 1, ramp_steps >= 1 and 0 < lr_decay <= 1")
+            raise MusicrnnError("need 0 <= mu_start, mu_max < 1, ramp_steps >= 1 and 0 < lr_decay <= 1")
         self.schedule, self.mu_max, self.mu_start, self.ramp_steps = schedule, mu_max, mu_start, ramp_steps
         self.lr_decay, self.monitor = lr_decay, monitor
         self.last_value: float | None = None  # the monitored metric after the previous epoch
@@ -145,7 +148,7 @@ class HiddenGradientPlot(L.Callback):
 
     def __init__(self, every_n_epochs: int = 1):
         if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+            raise MusicrnnError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         self.every_n_epochs = every_n_epochs
         self.batch = None
 
@@ -199,8 +202,6 @@ class HiddenGradientPlot(L.Callback):
 
     @staticmethod
     def log_image(logger, fig, path: Path, step: int) -> None:
-        from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_figure("diagnostics/hidden_grad", fig, global_step=step)
         elif isinstance(logger, WandbLogger):

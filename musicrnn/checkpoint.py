@@ -1,5 +1,7 @@
 """Checkpoints: written atomically, read without running code, validated before use.
 
+A leaf module: it imports no model (``musicrnn.models.load_model`` rebuilds one from a checkpoint).
+
 A checkpoint is Lightning's dict. What rebuilds a model is ``hyper_parameters`` (the constructor's
 arguments), ``musicrnn_model`` (the class name), ``state_dict`` and ``datamodule_hyper_parameters``
 (the data settings, which generation needs for frames per beat). ``slim`` keeps only those.
@@ -7,38 +9,25 @@ arguments), ``musicrnn_model`` (the class name), ``state_dict`` and ``datamodule
 
 from __future__ import annotations
 
-import inspect
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from musicrnn.atomic import atomic_write
+from musicrnn.errors import MusicrnnError
+
 SLIM_KEYS = ("state_dict", "hyper_parameters", "musicrnn_model", "datamodule_hyper_parameters",
              "pytorch-lightning_version", "epoch", "global_step")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MusicrnnError):
     """A checkpoint that is missing, unreadable, foreign or does not fit its model."""
 
 
 def atomic_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``: a crash
-    mid-write leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``torch.save`` that a crash mid-write cannot leave half done (see ``musicrnn.atomic``)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -61,37 +50,6 @@ def load_state(path: str | Path) -> dict:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a model checkpoint (no state_dict)")
     return ckpt
-
-
-def model_classes() -> dict:
-    from musicrnn.model import RNN
-    from musicrnn.nade import RNNNADE
-    from musicrnn.rbm import RNNRBM
-
-    return {c.__name__: c for c in (RNN, RNNNADE, RNNRBM)}
-
-
-def load_model(path: str | Path):
-    """Checkpoint -> ``(model in eval mode, data settings dict)``, after checking class and shapes."""
-    ckpt = load_state(path)
-    classes = model_classes()
-    name = ckpt.get("musicrnn_model")
-    if name not in classes:
-        raise CheckpointError(f"{path} is not a musicrnn checkpoint (model class {name!r}, expected one "
-                              f"of {', '.join(classes)})")
-    cls = classes[name]
-    from musicrnn.model import SequenceModel
-
-    known = set(inspect.signature(cls.__init__).parameters) | set(inspect.signature(SequenceModel.__init__).parameters)
-    hp = {k: v for k, v in dict(ckpt.get("hyper_parameters", {})).items() if k in known and k != "self"}
-    hp["init_from"] = None  # the weights below replace any pre-training
-    try:
-        model = cls(**hp)
-        model.load_state_dict(ckpt["state_dict"])
-    except (RuntimeError, TypeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{path} does not fit a {name} with its own settings: {first}") from None
-    return model.eval(), dict(ckpt.get("datamodule_hyper_parameters") or {})
 
 
 def slim(src: str | Path, dst: str | Path) -> None:

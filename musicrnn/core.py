@@ -14,6 +14,9 @@ import math
 import torch
 from torch import nn
 
+from musicrnn.errors import MusicrnnError
+from musicrnn.pianoroll import NUM_PITCHES
+
 CELLS = ("tanh", "relu", "sigmoid", "lstm", "gru")
 
 
@@ -41,20 +44,20 @@ class RecurrentCore(nn.Module):
         dropout: dropout on the core's outputs.
     """
 
-    def __init__(self, input_size: int = 88, hidden: int = 300, cell: str = "tanh", leaky: str = "none",
+    def __init__(self, input_size: int = NUM_PITCHES, hidden: int = 300, cell: str = "tanh", leaky: str = "none",
                  max_timescale: float = 100.0, init: str = "default", identity_scale: float = 1.0,
                  learn_init: bool = True, dropout: float = 0.0):
         super().__init__()
         if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+            raise MusicrnnError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
         if leaky not in ("none", "fixed", "learned"):
-            raise ValueError(f"unknown leaky {leaky!r}; choose none, fixed or learned")
+            raise MusicrnnError(f"unknown leaky {leaky!r}; choose none, fixed or learned")
         if leaky != "none" and cell in ("lstm", "gru"):
-            raise ValueError("leaky integration applies to tanh, relu and sigmoid cells, not gated ones")
+            raise MusicrnnError("leaky integration applies to tanh, relu and sigmoid cells, not gated ones")
         if max_timescale < 1:
-            raise ValueError(f"max_timescale is in frames and must be >= 1, got {max_timescale}")
+            raise MusicrnnError(f"max_timescale is in frames and must be >= 1, got {max_timescale}")
         if init not in ("default", "orthogonal", "identity"):
-            raise ValueError(f"unknown init {init!r}; choose default, orthogonal or identity")
+            raise MusicrnnError(f"unknown init {init!r}; choose default, orthogonal or identity")
         self.cell, self.hidden = cell, hidden
         self.fused = leaky == "none" and cell != "sigmoid"
         if cell == "lstm":

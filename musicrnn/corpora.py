@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from musicrnn.pianoroll import (MAX_FRAMES, MIDI_SUFFIXES, MUSIC21_SUFFIXES, NUM_PITCHES, PITCH_HI, PITCH_LO,
-                                PianorollError, file_to_roll, score_to_roll)
+from musicrnn.atomic import atomic_write
+from musicrnn.errors import MusicrnnError
+from musicrnn.pianoroll import (FRAMES_PER_BEAT, MAX_FRAMES, MIDI_SUFFIXES, MUSIC21_SUFFIXES, NUM_PITCHES, PITCH_HI,
+                                PITCH_LO, PianorollError, file_to_roll, score_to_roll)
 
 SPLITS = ("train", "valid", "test")
 BENCHMARKS = {"jsb": "JSB Chorales", "nottingham": "Nottingham", "musedata": "MuseData",
@@ -37,7 +39,7 @@ MAX_TOTAL_FRAMES = 4_000_000
 MEMORY_HEADROOM = 2 << 30  # what one parsing worker may allocate beyond its size at start
 
 
-class CorpusError(ValueError):
+class CorpusError(MusicrnnError):
     """A corpus that cannot be loaded: missing path, no readable file, malformed or hostile pickle."""
 
 
@@ -146,10 +148,8 @@ def download(url: str, dest: Path) -> Path:
     """Fetch ``url`` into ``dest`` with a progress bar; the file appears complete or not at all."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as r, os.fdopen(fd, "wb") as f, \
+    def fetch(f):
+        with urllib.request.urlopen(url, timeout=60) as r, \
                 Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
                          transient=True) as bar:
             task = bar.add_task(f"downloading {dest.name}", total=int(r.headers.get("Content-Length") or 0)
@@ -157,13 +157,12 @@ def download(url: str, dest: Path) -> Path:
             while chunk := r.read(1 << 16):
                 f.write(chunk)
                 bar.advance(task, len(chunk))
-        os.replace(tmp, dest)
+
+    try:
+        atomic_write(dest, fetch)
     except OSError as e:  # URLError is an OSError
         raise CorpusError(f"could not download {url} ({e}); put {dest.name} in a folder and pass it "
                           "as root") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 
@@ -339,12 +338,8 @@ def _save_cache(path: Path, corpus: dict[str, list[np.ndarray]]) -> None:
     for s in SPLITS:
         rolls = corpus[s]
         arrays[f"{s}_lengths"] = np.array([len(r) for r in rolls], dtype=np.int64)
-        arrays[f"{s}_frames"] = np.concatenate(rolls) if rolls else np.zeros((0, 88), np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+        arrays[f"{s}_frames"] = np.concatenate(rolls) if rolls else np.zeros((0, NUM_PITCHES), np.uint8)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _load_cache(path: Path) -> dict[str, list[np.ndarray]]:
@@ -354,7 +349,7 @@ def _load_cache(path: Path) -> dict[str, list[np.ndarray]]:
 
 
 def load_corpus(dataset: str, root: str | None = None, data_dir: str | Path = "data",
-                frames_per_beat: int = 1, fs: float | None = None, transpose_to_c: bool = True,
+                frames_per_beat: int = FRAMES_PER_BEAT, fs: float | None = None, transpose_to_c: bool = True,
                 seed: int = 0) -> dict[str, list[np.ndarray]]:
     """Load (or read from cache) a corpus as ``{split: [roll (time, 88) uint8, ...]}``."""
     if dataset not in DATASETS:

@@ -5,7 +5,6 @@ Run ``python -m musicrnn.data NAME [--root DIR]`` to print a corpus's statistics
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import sys
 from functools import partial
@@ -16,7 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from musicrnn.cli import ArgumentParser, run_command
 from musicrnn.corpora import DATASETS, SPLITS, CorpusError, load_corpus
+from musicrnn.pianoroll import FRAMES_PER_BEAT, NUM_PITCHES, rolls_to_stats
 
 # Frames per quarter note to play a benchmark back at its own speed. JSB is in quarter notes;
 # Piano-midi.de in eighths; Nottingham was sampled at 4 frames/s, i.e. eighths at 120 bpm; MuseData
@@ -26,7 +27,8 @@ BENCHMARK_FRAMES_PER_BEAT = {"jsb": 1, "nottingham": 2, "musedata": 2, "piano-mi
 
 def frames_per_beat_of(data_hparams) -> int:
     """Frames per quarter note of the corpus that a data module's settings describe."""
-    return BENCHMARK_FRAMES_PER_BEAT.get(data_hparams.get("dataset"), data_hparams.get("frames_per_beat", 1))
+    return BENCHMARK_FRAMES_PER_BEAT.get(data_hparams.get("dataset"),
+                                         data_hparams.get("frames_per_beat", FRAMES_PER_BEAT))
 
 
 class BucketBatchSampler(torch.utils.data.Sampler):
@@ -113,12 +115,12 @@ def collate(rolls: list[torch.Tensor], max_shift: int = 0) -> dict[str, torch.Te
     ``[-max_shift, max_shift]`` (notes pushed off the keyboard are dropped).
     """
     lengths = torch.tensor([len(r) for r in rolls])
-    x = torch.zeros(len(rolls), int(lengths.max()), 88)
+    x = torch.zeros(len(rolls), int(lengths.max()), NUM_PITCHES)
     for i, r in enumerate(rolls):
         shift = int(torch.randint(-max_shift, max_shift + 1, ())) if max_shift else 0
         r = r.float()
         if shift > 0:
-            x[i, :len(r), shift:] = r[:, :88 - shift]
+            x[i, :len(r), shift:] = r[:, :NUM_PITCHES - shift]
         elif shift < 0:
             x[i, :len(r), :shift] = r[:, -shift:]
         else:
@@ -147,7 +149,7 @@ class PianorollDataModule(L.LightningDataModule):
     """
 
     def __init__(self, dataset: str = "bach", root: str | None = None, data_dir: str = "data",
-                 batch_size: int = 16, frames_per_beat: int = 1, fs: float | None = None,
+                 batch_size: int = 16, frames_per_beat: int = FRAMES_PER_BEAT, fs: float | None = None,
                  transpose_to_c: bool = True, chunk_len: int | None = None, augment_transpose: int = 0,
                  seed: int = 0, num_workers: int = 0):
         super().__init__()
@@ -221,37 +223,28 @@ class PianorollDataModule(L.LightningDataModule):
         return self._loader("test", False)
 
     def statistics(self) -> dict[str, dict]:
-        """Per split: sequences, frames, notes (active (frame, pitch) cells), mean polyphony, pitch range."""
-        stats = {}
-        for s, rolls in self.load().items():
-            frames = sum(len(r) for r in rolls)
-            notes = int(sum(int(r.sum()) for r in rolls))
-            used = np.flatnonzero(np.any([r.any(0) for r in rolls], axis=0)) + 21 if rolls else []
-            stats[s] = {"sequences": len(rolls), "frames": frames, "notes": notes,
-                        "mean_polyphony": notes / max(frames, 1),
-                        "pitch_min": int(used[0]) if len(used) else None,
-                        "pitch_max": int(used[-1]) if len(used) else None}
-        return stats
+        """Per split: ``sequences`` and ``pianoroll.rolls_to_stats`` (frames, notes, polyphony, pitch range)."""
+        return {s: {"sequences": len(rolls), **rolls_to_stats(rolls)} for s, rolls in self.load().items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m musicrnn.data", description="Print a corpus's statistics.")
+def run(argv: list[str]) -> int:
+    p = ArgumentParser(prog="python -m musicrnn.data", description="Print a corpus's statistics.")
     p.add_argument("dataset", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--root", help="folder holding '<Name>.pickle' (benchmarks) or the MIDI folder/.zip")
     p.add_argument("--data-dir", default="data", help="downloads and parse cache (default: data)")
-    p.add_argument("--frames-per-beat", type=int, default=1)
+    p.add_argument("--frames-per-beat", type=int, default=FRAMES_PER_BEAT)
     args = p.parse_args(argv)
-    try:
-        dm = PianorollDataModule(args.dataset, args.root, args.data_dir, frames_per_beat=args.frames_per_beat)
-        stats = dm.statistics()
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    dm = PianorollDataModule(args.dataset, args.root, args.data_dir, frames_per_beat=args.frames_per_beat)
+    stats = dm.statistics()
     print(f"{'split':<6} {'sequences':>9} {'frames':>9} {'notes':>9} {'polyphony':>9} {'pitches':>9}")
     for s, st in stats.items():
         print(f"{s:<6} {st['sequences']:>9} {st['frames']:>9} {st['notes']:>9} "
               f"{st['mean_polyphony']:>9.2f} {st['pitch_min']:>4}-{st['pitch_max']}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Nothing is written to disk.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
@@ -20,11 +19,12 @@ from rich.console import Console
 from rich.progress import track
 
 from musicrnn.ais import AIS_RUNS, AIS_STEPS
-from musicrnn.checkpoint import CheckpointError, load_model
-from musicrnn.corpora import DATASETS, CorpusError
+from musicrnn.cli import ArgumentParser, run_command
+from musicrnn.corpora import DATASETS
 from musicrnn.data import PianorollDataModule
+from musicrnn.errors import MusicrnnError
 from musicrnn.metrics import FrameAccuracy, FrameNLL
-from musicrnn.rbm import RNNRBM
+from musicrnn.models import RNNRBM, load_model
 
 
 def evaluate(ckpt: str, dataset: str, root: str | None = None, split: str = "test", data_dir: str = "data",
@@ -76,8 +76,8 @@ def ais_bias(model: RNNRBM, rolls: list[torch.Tensor], frames: int, device, ais_
             "ais_bias_stderr": float((var + var_long).double().sum().sqrt() / n), "ais_bias_sample": n}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m musicrnn.evaluate", description=__doc__.split("\n\n")[0])
+def run(argv: list[str]) -> int:
+    p = ArgumentParser(prog="python -m musicrnn.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("ckpt", help="checkpoint file (.ckpt)")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", help="folder of '<Name>.pickle' (benchmarks) or the MIDI folder/.zip")
@@ -89,21 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ais-bias", type=int, default=0, metavar="N",
                    help="RNN-RBM: also re-run a fixed sample of N frames with 10x the temperatures and print "
                         "the difference (ais_bias) as the estimate's bias")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     a = p.parse_args(argv)
-    try:
-        for name in ("batch_size", "ais_runs", "ais_steps"):
-            if getattr(a, name) is not None and getattr(a, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if a.ais_bias < 0:
-            raise ValueError("--ais-bias must be 0 or more")
-        r = evaluate(a.ckpt, a.dataset, a.root, a.split, a.data_dir, a.batch_size, a.ais_runs, a.ais_steps,
-                     a.ais_bias)
-    except (CheckpointError, CorpusError, ValueError) as e:
-        if a.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    for name in ("batch_size", "ais_runs", "ais_steps"):
+        if getattr(a, name) is not None and getattr(a, name) < 1:
+            raise MusicrnnError(f"--{name.replace('_', '-')} must be at least 1")
+    if a.ais_bias < 0:
+        raise MusicrnnError("--ais-bias must be 0 or more")
+    r = evaluate(a.ckpt, a.dataset, a.root, a.split, a.data_dir, a.batch_size, a.ais_runs, a.ais_steps, a.ais_bias)
     line = f"nll={r['nll']:.4f} frame_acc={r['frame_acc']:.4f} frames={r['frames']}"
     if r["nll_stderr"]:
         line += f" nll_stderr={r['nll_stderr']:.4f}"
@@ -112,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"ais_bias_frames={r['ais_bias_sample']}"
     print(line)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":

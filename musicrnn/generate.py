@@ -16,17 +16,22 @@ import io
 import os
 import secrets
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 import torch
+from rich.console import Console
+from rich.table import Table
 
-from musicrnn.checkpoint import CheckpointError, load_model
+from musicrnn.atomic import write_beside
+from musicrnn.checkpoint import CheckpointError
+from musicrnn.cli import ArgumentParser, run_command
 from musicrnn.corpora import CorpusError
 from musicrnn.data import PianorollDataModule, frames_per_beat_of
-from musicrnn.pianoroll import PITCH_LO, PianorollError, file_to_roll, roll_to_midi
-from musicrnn.rbm import RNNRBM
+from musicrnn.errors import MusicrnnError
+from musicrnn.models import RNNRBM, load_model
+from musicrnn.pianoroll import FRAMES_PER_BEAT, file_to_roll, roll_to_midi, rolls_to_stats
 from musicrnn.render import midi_to_wav, roll_to_png
 
 LL_AIS_RUNS, LL_AIS_STEPS = 10, 100  # RNN-RBM: a quick AIS estimate is enough for the summary
@@ -38,20 +43,6 @@ def newest_checkpoint(folder: str | Path = "checkpoints") -> Path:
     if not found:
         raise CheckpointError(f"no --ckpt given and no *.ckpt under {folder}/")
     return max(found, key=lambda p: p.stat().st_mtime)
-
-
-def rolls_to_stats(rolls: list[np.ndarray]) -> dict:
-    """Rolls ``[(time_i, 88), ...]`` -> frames, notes (held frames merged, as in the MIDI file), mean
-    polyphony (sounding pitches per frame), lowest/highest MIDI pitch (None if silent), empty (share of
-    frames with no pitch)."""
-    frames = sum(len(r) for r in rolls)
-    cells = sum(int((r > 0).sum()) for r in rolls)
-    notes = sum(int(np.diff((r > 0).astype(np.int8), axis=0, prepend=0).clip(0).sum()) for r in rolls)
-    empty = sum(int((~(r > 0).any(1)).sum()) for r in rolls)
-    used = np.flatnonzero(np.any([(r > 0).any(0) for r in rolls], axis=0)) + PITCH_LO
-    return {"frames": frames, "notes": notes, "mean_polyphony": cells / max(frames, 1),
-            "pitch_min": int(used[0]) if len(used) else None, "pitch_max": int(used[-1]) if len(used) else None,
-            "empty": empty / max(frames, 1)}
 
 
 @torch.no_grad()
@@ -73,10 +64,6 @@ def corpus_stats(data_hp: dict) -> tuple[str, dict]:
 def print_summary(rows: list[tuple[str, dict, float | None]], notes: list[str]) -> None:
     """One table row per ``(label, rolls_to_stats, log-likelihood per frame or None)``, then each note
     on its own line."""
-    import pretty_midi
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="samples and training corpus")
     for col in ("", "frames", "notes", "polyphony", "pitch range", "empty", "log-lik/frame"):
         table.add_column(col, justify="left" if col in ("", "pitch range") else "right")
@@ -90,23 +77,9 @@ def print_summary(rows: list[tuple[str, dict, float | None]], notes: list[str]) 
         print(note)
 
 
-def stage(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a hidden temporary file beside ``path`` and return its name (``os.replace`` it
-    onto ``path`` once everything is ready)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private
-    return Path(tmp)
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # reported by main in one line, like every other bad input
-        raise ValueError(message)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = Parser(prog="python generate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python generate.py", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", help="checkpoint to sample from (default: the newest *.ckpt under checkpoints/)")
     p.add_argument("--out", default="samples", help="folder for the files (default: samples)")
     p.add_argument("--num", type=int, default=4, help="samples, drawn together as one batch (default: 4)")
@@ -124,19 +97,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--program", type=int, default=0, help="General MIDI program 0-127 (default: 0, piano)")
     p.add_argument("--audio", action="store_true", help="also write a WAV: FluidSynth if installed, else sine waves")
     p.add_argument("--soundfont", help="SoundFont (.sf2) for FluidSynth (default: a system General MIDI one)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     a = p.parse_args(argv)
     for name, low in [("num", 1), ("steps", 1), ("gibbs_steps", 1), ("prime_steps", 1), ("program", 0)]:
         if getattr(a, name) is not None and getattr(a, name) < low:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(a, name)}")
+            raise MusicrnnError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(a, name)}")
     if a.program > 127:
-        raise ValueError(f"--program must be at most 127, got {a.program}")
+        raise MusicrnnError(f"--program must be at most 127, got {a.program}")
     if not (a.temperature > 0 and a.bpm > 0):
-        raise ValueError("--temperature and --bpm must be positive")
+        raise MusicrnnError("--temperature and --bpm must be positive")
     if a.prime_steps is not None and not a.prime:
-        raise ValueError("--prime-steps needs --prime")
+        raise MusicrnnError("--prime-steps needs --prime")
     if a.soundfont and not Path(a.soundfont).is_file():
-        raise ValueError(f"soundfont {a.soundfont} not found")
+        raise MusicrnnError(f"soundfont {a.soundfont} not found")
     return a
 
 
@@ -156,7 +128,8 @@ def write_samples(rolls: np.ndarray, prefix: Path, start: int, frames_per_beat: 
                                                                   f"{title}  #{i + 1}")}
             if a.audio:
                 files[".wav"], synth = midi_to_wav(pm, soundfont=a.soundfont)
-            staged += [(stage(stem.with_suffix(ext), data), stem.with_suffix(ext)) for ext, data in files.items()]
+            for ext, data in files.items():
+                staged.append((write_beside(stem.with_suffix(ext), lambda f: f.write(data)), stem.with_suffix(ext)))
         for tmp, path in staged:
             os.replace(tmp, path)
     finally:
@@ -178,15 +151,16 @@ def generate(a: argparse.Namespace) -> None:
     if data_hp:
         frames_per_beat, fs = frames_per_beat_of(data_hp), data_hp.get("fs")
     else:
-        frames_per_beat, fs = 1, None
-        print("note: the checkpoint holds no data settings; playing 1 frame per beat", file=sys.stderr)
+        frames_per_beat, fs = FRAMES_PER_BEAT, None
+        print(f"note: the checkpoint holds no data settings; playing {FRAMES_PER_BEAT} frame(s) per beat",
+              file=sys.stderr)
     prime = None
     if a.prime:
         roll, _ = file_to_roll(a.prime, frames_per_beat=frames_per_beat, fs=fs)
         prime = torch.from_numpy(roll[:a.prime_steps or 32]).float()
     out = Path(a.out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
+        raise MusicrnnError(f"--out {out} is a file, not a folder")
 
     seed = a.seed if a.seed is not None else secrets.randbelow(2 ** 31)
     torch.manual_seed(seed)
@@ -196,8 +170,11 @@ def generate(a: argparse.Namespace) -> None:
     rolls = x.numpy().astype(np.uint8)
 
     playback_fpb = fs * 60.0 / a.bpm if fs else frames_per_beat  # fixed-rate frames last 1/fs s
-    written, synth = write_samples(rolls, out / f"sample-seed{seed}", start, playback_fpb, a,
-                                   title=f"{ckpt.name}  seed {seed}")
+    try:
+        written, synth = write_samples(rolls, out / f"sample-seed{seed}", start, playback_fpb, a,
+                                       title=f"{ckpt.name}  seed {seed}")
+    except OSError as e:  # a full disk or a folder the user cannot write: bad input, not a bug
+        raise MusicrnnError(f"cannot write the samples to {out}/ ({e.strerror or e})") from e
     print(f"{type(model).__name__} from {ckpt}, seed {seed}: wrote {written} files to {out}/"
           + (f" (audio by {synth})" if synth else ""))
     rows = [(f"#{i + 1}", rolls_to_stats([r[start:]]), v) for i, (r, v) in enumerate(zip(rolls, ll))]
@@ -217,15 +194,7 @@ def generate(a: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
-    try:
-        generate(parse_args(argv))
-    except (CheckpointError, PianorollError, CorpusError, ValueError, OSError, RuntimeError) as e:
-        if debug:
-            raise
-        print(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda args: generate(parse_args(args)), argv)
 
 
 if __name__ == "__main__":

@@ -18,15 +18,25 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from musicrnn.errors import MusicrnnError
 
-class NonFiniteError(RuntimeError):
+
+class NonFiniteError(MusicrnnError):
     """Training produced only non-finite losses or gradients for ``patience`` steps in a row."""
+
+    exit_code = 1  # the input was valid: the run failed
 
 
 class NonFiniteGuard(L.Callback):
+    """Skips optimizer steps whose loss or gradient is NaN/Inf (see the module's docstring).
+
+    Args:
+        patience: stop the run after this many skipped steps in a row.
+    """
+
     def __init__(self, patience: int = 10):
         if patience < 1:
-            raise ValueError(f"patience must be at least 1, got {patience}")
+            raise MusicrnnError(f"patience must be at least 1, got {patience}")
         self.patience = patience
         self.skipped = 0  # in the whole run
         self.in_a_row = 0

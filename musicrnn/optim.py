@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch.optim import Optimizer
 
+from musicrnn.errors import MusicrnnError
+
 
 class SimplifiedNesterov(Optimizer):
     """Nesterov momentum on look-ahead parameters; ``momentum`` (``mu_t``) may change between steps.
@@ -28,9 +30,9 @@ class SimplifiedNesterov(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9):
         if lr < 0:
-            raise ValueError(f"lr must be >= 0, got {lr}")
+            raise MusicrnnError(f"lr must be >= 0, got {lr}")
         if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+            raise MusicrnnError(f"momentum must be in [0, 1), got {momentum}")
         super().__init__(params, {"lr": lr, "momentum": momentum})
 
     @torch.no_grad()

@@ -19,8 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from musicrnn.errors import MusicrnnError
+
 PITCH_LO, PITCH_HI = 21, 108  # A0, C8
 NUM_PITCHES = PITCH_HI - PITCH_LO + 1  # 88
+# Frames per quarter note unless told otherwise, everywhere (parsing, data module, playback): the
+# quarter-note grid of the JSB Chorales benchmark.
+FRAMES_PER_BEAT = 1
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 MUSIC21_SUFFIXES = (".abc", ".mxl", ".musicxml", ".xml", ".krn")
 MAX_FRAMES = 100_000  # longest roll we build: about 7 hours at 4 frames per second
@@ -30,7 +35,7 @@ MAX_FILE_BYTES = 8 << 20
 TIME_LIMIT_S = 60.0  # per file; a hostile file can send a parser into a very long loop
 
 
-class PianorollError(ValueError):
+class PianorollError(MusicrnnError):
     """A file that cannot be turned into a piano roll (unreadable, empty, absurd length)."""
 
 
@@ -128,7 +133,7 @@ def estimate_tonic(pitches: np.ndarray, durations: np.ndarray) -> int:
 
 
 def midi_to_roll(
-    pm, frames_per_beat: int | None = 4, fs: float | None = None, transpose_to_c: bool = False,
+    pm, frames_per_beat: int | None = FRAMES_PER_BEAT, fs: float | None = None, transpose_to_c: bool = False,
     max_frames: int = MAX_FRAMES,
 ) -> tuple[np.ndarray, int]:
     """``pretty_midi.PrettyMIDI`` -> ``(roll (time, 88), notes dropped)``.
@@ -162,7 +167,7 @@ def midi_to_roll(
 
 
 def score_to_roll(
-    score, frames_per_beat: int = 4, transpose_to_c: bool = False, max_frames: int = MAX_FRAMES
+    score, frames_per_beat: int = FRAMES_PER_BEAT, transpose_to_c: bool = False, max_frames: int = MAX_FRAMES
 ) -> tuple[np.ndarray, int]:
     """music21 ``Score``/``Stream`` -> ``(roll (time, 88), notes dropped)``; offsets are in quarters.
 
@@ -196,7 +201,7 @@ def check_midi_header(path: Path) -> None:
 
 
 def file_to_roll(
-    path: str | Path, frames_per_beat: int = 4, fs: float | None = None, transpose_to_c: bool = False,
+    path: str | Path, frames_per_beat: int = FRAMES_PER_BEAT, fs: float | None = None, transpose_to_c: bool = False,
     max_frames: int = MAX_FRAMES, seconds: float | None = TIME_LIMIT_S,
 ) -> tuple[np.ndarray, int]:
     """Read a MIDI file (pretty_midi) or an ABC / MusicXML / Humdrum file (music21) as a roll.
@@ -234,7 +239,7 @@ def file_to_roll(
 
 
 def roll_to_midi(
-    roll: np.ndarray, frames_per_beat: int = 4, bpm: float = 120.0, program: int = 0, velocity: int = 80
+    roll: np.ndarray, frames_per_beat: int = FRAMES_PER_BEAT, bpm: float = 120.0, program: int = 0, velocity: int = 80
 ):
     """Roll ``(time, 88)`` -> ``pretty_midi.PrettyMIDI`` with one instrument.
 
@@ -258,3 +263,27 @@ def roll_to_midi(
     inst.notes.sort(key=lambda n: (n.start, n.pitch))
     pm.instruments.append(inst)
     return pm
+
+
+def roll_to_onsets(roll: np.ndarray) -> np.ndarray:
+    """Roll ``(time, 88)`` -> ``(time, 88)`` bool, True where a note starts: the pitch sounds and did not
+    in the frame before. A pitch held over several frames is one note, as ``roll_to_midi`` writes it."""
+    on = np.asarray(roll) > 0
+    return on & ~np.concatenate([np.zeros_like(on[:1]), on[:-1]])
+
+
+def rolls_to_stats(rolls: list[np.ndarray]) -> dict:
+    """Rolls ``[(time_i, 88), ...]`` -> what they hold, counted one way for every table of the project.
+
+    ``frames``; ``notes``: onsets (``roll_to_onsets``); ``mean_polyphony``: sounding (frame, pitch)
+    cells per frame; ``pitch_min``/``pitch_max``: lowest/highest MIDI pitch (None if silent);
+    ``empty``: share of frames with no pitch.
+    """
+    frames = sum(len(r) for r in rolls)
+    cells = sum(int((np.asarray(r) > 0).sum()) for r in rolls)
+    notes = sum(int(roll_to_onsets(r).sum()) for r in rolls)
+    empty = sum(int((~(np.asarray(r) > 0).any(1)).sum()) for r in rolls)
+    used = np.flatnonzero(np.any([(np.asarray(r) > 0).any(0) for r in rolls], axis=0)) + PITCH_LO if rolls else []
+    return {"frames": frames, "notes": notes, "mean_polyphony": cells / max(frames, 1),
+            "pitch_min": int(used[0]) if len(used) else None, "pitch_max": int(used[-1]) if len(used) else None,
+            "empty": empty / max(frames, 1)}

@@ -10,10 +10,13 @@ momentum and learning rate (per step).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
+
+from musicrnn.atomic import atomic_write
+from musicrnn.cli import ArgumentParser, run_command
+from musicrnn.errors import MusicrnnError
 
 PANELS = [  # (title, y label, metric names, x axis)
     ("Log-likelihood", "nats per frame", ("train/nll", "val/nll"), "epoch"),
@@ -28,19 +31,23 @@ def read_metrics(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
     """``metrics.csv`` -> ``{metric: [(epoch or step, value), ...]}`` for every logged metric."""
     path = run_dir / "metrics.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (a run folder of the CSV logger holds metrics.csv)")
+        raise MusicrnnError(f"{path} not found (a run folder of the CSV logger holds metrics.csv)")
     series: dict[str, list[tuple[float, float]]] = {}
     with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            for name, value in row.items():
-                if value and name not in ("epoch", "step"):
-                    x = float(row["epoch"] if name.endswith("/nll") or name.startswith("val/") else row["step"])
-                    series.setdefault(name, []).append((x, float(value)))
+        try:
+            for row in csv.DictReader(f):
+                for name, value in row.items():
+                    if value and name not in ("epoch", "step"):
+                        x = float(row["epoch"] if name.endswith("/nll") or name.startswith("val/") else row["step"])
+                        series.setdefault(name, []).append((x, float(value)))
+        except (KeyError, TypeError, ValueError) as e:  # no epoch/step column, a short row, text for a number
+            raise MusicrnnError(f"{path} is not a metrics.csv of Lightning's CSV logger ({e!r})") from None
     return series
 
 
 def runs_to_png(run_dirs: list[Path], out: Path) -> Path:
     """Draw the learning curves of one or more runs into ``out`` (PNG, 150 dpi)."""
+    # Here, not at the top: choosing the Agg backend is process-wide, done only when drawing.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,24 +72,22 @@ def runs_to_png(run_dirs: list[Path], out: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
+    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=150))
     plt.close(fig)
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m musicrnn.plot", description=__doc__.split("\n\n")[0])
+def run(argv: list[str]) -> int:
+    p = ArgumentParser(prog="python -m musicrnn.plot", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<run_name>)")
     p.add_argument("--out", type=Path, help="PNG to write (default: <first run>/curves.png)")
     a = p.parse_args(argv)
-    try:
-        out = runs_to_png(a.runs, a.out or a.runs[0] / "curves.png")
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(out)
+    print(runs_to_png(a.runs, a.out or a.runs[0] / "curves.png"))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from musicrnn.errors import MusicrnnError
 from musicrnn.pianoroll import NUM_PITCHES, PITCH_LO
 
 SOUNDFONT_PATHS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2",
@@ -31,6 +32,7 @@ def roll_to_png(roll: np.ndarray, boundary: int | None = None, frames_per_beat: 
 
     ``boundary``: frame where a prime ends and the model's continuation begins, drawn as a red line.
     """
+    # Heavy (about a second together): paid by the first drawing, not by every import of the module.
     import pretty_midi
     from matplotlib.figure import Figure  # no pyplot: no global state, the Agg canvas by default
 
@@ -79,7 +81,7 @@ def midi_to_wav(pm, rate: int = 44100, soundfont: str | Path | None = None) -> t
     """``PrettyMIDI`` -> ``(WAV bytes, name of the synthesiser used)``.
 
     FluidSynth (the ``fluidsynth`` program) renders with ``soundfont`` or the first system GM SoundFont;
-    without either, pretty_midi's sine synthesis does. Raises ``RuntimeError`` if FluidSynth fails.
+    without either, pretty_midi's sine synthesis does. Raises ``MusicrnnError`` if FluidSynth fails.
     """
     soundfont = Path(soundfont) if soundfont else find_soundfont()
     program = shutil.which("fluidsynth")
@@ -93,5 +95,5 @@ def midi_to_wav(pm, rate: int = 44100, soundfont: str | Path | None = None) -> t
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0 or not wav.is_file():
             last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-            raise RuntimeError(f"fluidsynth failed: {last}")
+            raise MusicrnnError(f"fluidsynth failed: {last}")
         return wav.read_bytes(), f"FluidSynth ({soundfont.name})"

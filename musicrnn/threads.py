@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import psutil
 
+from musicrnn.errors import MusicrnnError
+
 SMALL_HIDDEN = 512  # the largest core measured to gain nothing from a second thread is 300 units
 
 
@@ -25,7 +27,7 @@ def free_cores(sample_seconds: float = 0.25) -> int:
 def choose_threads(hidden: int, requested: int = 0) -> int:
     """``requested`` if positive, else 1 for cores of up to ``SMALL_HIDDEN`` units, else the free cores."""
     if requested < 0:
-        raise ValueError(f"--threads must be 0 (choose) or more, got {requested}")
+        raise MusicrnnError(f"--threads must be 0 (choose) or more, got {requested}")
     if requested:
         return requested
     return 1 if hidden <= SMALL_HIDDEN else free_cores()

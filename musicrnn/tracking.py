@@ -21,6 +21,10 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from musicrnn.errors import MusicrnnError
+from musicrnn.pianoroll import roll_to_midi
+from musicrnn.render import midi_to_wav, roll_to_png
+
 LOGGERS = ("csv", "tensorboard", "wandb")
 
 
@@ -36,7 +40,7 @@ def make_logger(kind: str, run: str, save_dir: str = "runs"):
         folder.mkdir(parents=True, exist_ok=True)
         return WandbLogger(name=run, project=os.environ.get("WANDB_PROJECT", "musicrnn"), save_dir=str(folder),
                            offline=not online)
-    raise ValueError(f"unknown logger {kind!r}; choose one of {', '.join(LOGGERS)}")
+    raise MusicrnnError(f"unknown logger {kind!r}; choose one of {', '.join(LOGGERS)}")
 
 
 def git_commit() -> str:
@@ -80,13 +84,18 @@ class RunInfo(Callback):
 
 
 class SampleLogger(Callback):
-    """Every ``every_n_epochs`` validation epochs, sample ``num`` sequences of ``steps`` frames and log
-    each as a piano-roll image and a WAV clip (pretty_midi's synthesis). 0 turns it off.
+    """Logs samples while training, each as a piano-roll image and a WAV clip (pretty_midi's synthesis).
+
+    Args:
+        every_n_epochs: sample every this many epochs (0: never).
+        num: sequences per sampling.
+        steps: frames per sequence.
+        temperature: divides every logit (below 1 sharper, above 1 flatter).
     """
 
     def __init__(self, every_n_epochs: int = 10, num: int = 2, steps: int = 64, temperature: float = 1.0):
         if every_n_epochs < 0 or num < 1 or steps < 1 or temperature <= 0:
-            raise ValueError("SampleLogger needs every_n_epochs >= 0, num >= 1, steps >= 1, temperature > 0")
+            raise MusicrnnError("SampleLogger needs every_n_epochs >= 0, num >= 1, steps >= 1, temperature > 0")
         self.every, self.num, self.steps, self.temperature = every_n_epochs, num, steps, temperature
 
     def on_validation_epoch_end(self, trainer, pl_module):
@@ -99,9 +108,6 @@ class SampleLogger(Callback):
             self._log(trainer, rolls.astype(np.uint8), epoch)
 
     def _log(self, trainer, rolls: np.ndarray, epoch: int) -> None:
-        from musicrnn.pianoroll import roll_to_midi
-        from musicrnn.render import midi_to_wav, roll_to_png
-
         fpb = getattr(trainer.datamodule, "frames_per_beat", 1)
         folder = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
         folder.mkdir(parents=True, exist_ok=True)
@@ -112,13 +118,13 @@ class SampleLogger(Callback):
             stem.with_suffix(".wav").write_bytes(wav)
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
-                    import wandb
+                    import wandb  # optional: installed only by those who log to wandb
 
                     logger.experiment.log({f"samples/roll{i}": wandb.Image(str(stem.with_suffix(".png"))),
                                            f"samples/audio{i}": wandb.Audio(str(stem.with_suffix(".wav"))),
                                            "trainer/global_step": trainer.global_step})
                 elif isinstance(logger, TensorBoardLogger):
-                    import matplotlib.image
+                    import matplotlib.image  # heavy: only for TensorBoard runs
 
                     image = matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3]
                     logger.experiment.add_image(f"samples/roll{i}", image, epoch, dataformats="HWC")

@@ -7,11 +7,13 @@
 
 Checkpoints go to ``checkpoints/<run_name>/`` (``best.ckpt`` by ``val/nll``, ``last.ckpt``, and a small
 ``model.ckpt`` with weights and settings only); logs to ``runs/<run_name>/`` (CSV by default,
-``--logger tensorboard`` or ``--logger wandb``), with samples every ``--sample_every_n_epochs``. Running the same
+``--logger tensorboard`` or ``--logger wandb``), with samples every ``--samples.every_n_epochs``. Running the same
 command again resumes from ``last.ckpt``, mid-epoch too (``--save_every_n_steps`` also writes it every
-so many steps). The run ends by testing ``best.ckpt`` and writing ``summary.json`` beside it.
+so many steps); a damaged ``last.ckpt`` (a full disk, a partial copy) is passed over, with a warning, for
+the run's newest intact checkpoint. ``--resume never`` starts afresh, ``--resume PATH`` continues from a
+chosen checkpoint. The run ends by testing ``best.ckpt`` and writing ``summary.json`` beside it.
 
-A step whose loss or gradient is NaN/Inf is skipped (``NonFiniteGuard``); ``--nonfinite_patience`` in a row
+A step whose loss or gradient is NaN/Inf is skipped (``NonFiniteGuard``); ``--nonfinite.patience`` in a row
 stop the run. Mistakes on the command line give one line and exit code 2 (``--debug`` shows tracebacks).
 """
 
@@ -29,15 +31,16 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from rich.console import Console
+from rich.table import Table
 
-from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, model_classes, slim
-from musicrnn.cli_errors import argument_error_line, exception_line
-from musicrnn.corpora import CorpusError
+from musicrnn.atomic import atomic_write
+from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, load_state, slim
+from musicrnn.cli import argument_error_line, exception_line, run_command
 from musicrnn.data import PianorollDataModule
-from musicrnn.guard import NonFiniteError, NonFiniteGuard
-from musicrnn.model import RNN, SequenceModel  # noqa: F401 (imported so --model takes a class name)
-from musicrnn.nade import RNNNADE  # noqa: F401
-from musicrnn.rbm import RNNRBM  # noqa: F401
+from musicrnn.errors import MusicrnnError
+from musicrnn.guard import NonFiniteGuard
+from musicrnn.models import MODELS, SequenceModel  # importing the package imports every subclass: --model RNN resolves
 from musicrnn.threads import choose_threads
 from musicrnn.tracking import RunInfo, SampleLogger, finish, make_logger
 
@@ -50,19 +53,22 @@ class TrainCLI(LightningCLI):
                             help="where each run's checkpoint folder goes")
         parser.add_argument("--save_every_n_steps", type=int, default=0,
                             help="also write last.ckpt every this many optimizer steps (0: at epoch ends only)")
-        parser.add_argument("--nonfinite_patience", type=int, default=10,
-                            help="stop after this many steps in a row with a NaN/Inf loss or gradient")
         parser.add_argument("--logger", type=str, default="csv",
                             help="csv, tensorboard or wandb (offline unless WANDB_API_KEY is set); "
                                  "--trainer.logger overrides it")
-        parser.add_argument("--sample_every_n_epochs", type=int, default=10,
-                            help="log a few samples (piano roll and audio) every this many epochs (0: never)")
         parser.add_argument("--threads", type=int, default=0,
                             help="CPU threads (0: one for cores of up to 512 units, else the free cores; "
                                  "see musicrnn/threads.py for the measurements)")
+        parser.add_argument("--resume", type=str, default="auto",
+                            help="auto: continue from the run's last.ckpt if there is one (or, if it is damaged, "
+                                 "from the run's newest intact checkpoint, with a warning); never: start afresh, "
+                                 "overwriting the run's checkpoints; or the path of a checkpoint to continue from")
         parser.add_argument("--eval_train", type=bool, default=False,
                             help="also evaluate the best checkpoint on the training split (train/nll)")
-        parser.set_defaults({"model": {"class_path": "musicrnn.model.RNN"}})
+        # Callbacks every run has, as class arguments: their options show in --help and the saved config.
+        parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
+        parser.add_lightning_class_args(SampleLogger, "samples")
+        parser.set_defaults({"model": {"class_path": "musicrnn.models.RNN"}})
 
     def run_name(self) -> str:
         c = self.config_init
@@ -73,15 +79,13 @@ class TrainCLI(LightningCLI):
         self.run_dir = Path(self.config_init.checkpoint_dir) / run
         every = self.config_init.save_every_n_steps
         if every < 0:
-            raise ValueError(f"--save_every_n_steps must be 0 or more, got {every}")
+            raise MusicrnnError(f"--save_every_n_steps must be 0 or more, got {every}")
         self.trainer_defaults["callbacks"] = [
             ModelCheckpoint(dirpath=self.run_dir, filename="best", monitor="val/nll", mode="min",
                             save_last=True, enable_version_counter=False),
             *([ModelCheckpoint(dirpath=self.run_dir, save_top_k=0, save_last=True, every_n_train_steps=every,
                                enable_version_counter=False)] if every else []),
-            NonFiniteGuard(self.config_init.nonfinite_patience),
             RunInfo(self.config.as_dict()),
-            SampleLogger(self.config_init.sample_every_n_epochs),
             *([RichProgressBar()] if self.config_init.trainer.get("enable_progress_bar") is not False else []),
         ]
         self.trainer_defaults["plugins"] = [AtomicCheckpointIO()]
@@ -110,14 +114,12 @@ def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_tr
         summary.update({"train/log_likelihood": -train["test/nll"], "train/nll": train["test/nll"]})
     if trainer.is_global_zero:
         slim(best, run_dir / "model.ckpt")
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = json.dumps(summary, indent=2) + "\n"
+        atomic_write(run_dir / "summary.json", lambda f: f.write(text.encode()))  # read by scripts/ablation.py
     return summary
 
 
 def print_summary(summary: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"{summary['model']} on {summary['dataset']}: test set")
     for col in ("log-likelihood (nats/frame)", "frame accuracy", "epochs", "train time"):
         table.add_column(col)
@@ -130,48 +132,102 @@ def print_summary(summary: dict) -> None:
     console.print(f"checkpoint: {summary['model_checkpoint']}  (summary.json beside it)", soft_wrap=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+def make_cli(args: list[str]) -> TrainCLI:
+    """The training command line on ``args``: parsed, model, data and trainer built, nothing run.
+
+    What ``train.py`` runs and what the tests build. A mistake in the settings raises ``MusicrnnError``
+    with one line: jsonargparse's many-line messages are shortened, and Lightning's and torch's own
+    ``ValueError``s at construction are bad settings too (nothing has run yet).
+    """
     # args= is how --debug is left out; Lightning warns about it when sys.argv is also set.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # "Seed set to 0"
     try:
-        cli = TrainCLI(SequenceModel, PianorollDataModule, subclass_mode_model=True, run=False, args=argv,
+        cli = TrainCLI(SequenceModel, PianorollDataModule, subclass_mode_model=True, run=False, args=args,
                        seed_everything_default=0, save_config_kwargs={"overwrite": True},
                        trainer_defaults={"max_epochs": 100, "use_distributed_sampler": False},
                        parser_kwargs={"exit_on_error": False})  # errors come here, not as usage text
-        torch.set_num_threads(choose_threads(cli.model.hparams.hidden, cli.config_init.threads))
-        last = cli.run_dir / "last.ckpt"
-        resume = str(last) if last.is_file() else None
-        if resume:
-            print(f"resuming from {resume}")
-        start = time.time()
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
-        if cli.trainer.fast_dev_run:  # a smoke run saves no checkpoint to test
-            return 0
-        summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start,
-                            cli.config_init.eval_train)
-        if cli.trainer.is_global_zero:
-            finish(cli.trainer, summary)
-            print_summary(summary)
+        # torch checks optimizer settings (a negative --model.lr, say) only when it builds the optimizer:
+        # built once now so they are reported before any data is loaded.
+        cli.model.configure_optimizers()
     except ArgumentError as e:
-        if debug:
-            raise
-        print(f"error: {argument_error_line(str(e), list(model_classes()))}", file=sys.stderr)
-        return 2
-    except (CorpusError, CheckpointError, ValueError, FileNotFoundError, MisconfigurationException) as e:
-        if debug:
-            raise
-        print(f"error: {exception_line(e)}", file=sys.stderr)
-        return 2
-    except NonFiniteError as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise MusicrnnError(argument_error_line(str(e), list(MODELS))) from e
+    except MusicrnnError:
+        raise
+    except (ValueError, FileNotFoundError, MisconfigurationException) as e:
+        raise MusicrnnError(exception_line(e)) from e
+    return cli
+
+
+def resume_path(choice: str, run_dir: Path, model) -> str | None:
+    """The checkpoint ``--resume`` asks to continue from (``auto``, ``never`` or a path), checked before
+    Lightning reads it (Lightning's own errors are tracebacks): readable, and this model's."""
+    if choice == "never":
+        return None
+    if choice != "auto":
+        try:
+            resumable_step(Path(choice), model)
+        except CheckpointError as e:
+            raise CheckpointError(f"cannot resume: {e}; pass another --resume PATH, or --resume never to "
+                                  f"start afresh") from None
+        return choice
+    last = run_dir / "last.ckpt"
+    if not last.exists():
+        return None
+    try:
+        resumable_step(last, model)
+        return str(last)
+    except CheckpointError as e:
+        damaged = e
+    intact = []  # the run's other full checkpoints (model.ckpt has no optimizer or loop state)
+    for path in sorted(run_dir.glob("*.ckpt")):
+        if path.name not in ("last.ckpt", "model.ckpt"):
+            try:
+                intact.append((resumable_step(path, model), str(path)))
+            except CheckpointError:
+                pass
+    if not intact:
+        raise CheckpointError(f"cannot resume: {damaged}, and the run has no other intact checkpoint; pass "
+                              f"--resume never to start afresh, or --resume PATH to continue from another one")
+    step, path = max(intact)
+    print(f"warning: {damaged}; resuming instead from {path} (step {step}), the run's newest intact "
+          f"checkpoint", file=sys.stderr)
+    return path
+
+
+def resumable_step(path: Path, model) -> int:
+    """The optimizer step of a checkpoint of ``model`` (same parameter names and shapes) at ``path``;
+    ``CheckpointError`` if it is unreadable or another model's."""
+    ckpt = load_state(path)
+    theirs, mine = ckpt["state_dict"], model.state_dict()
+    if set(theirs) != set(mine) or any(theirs[k].shape != mine[k].shape for k in mine):
+        raise CheckpointError(f"{path} holds a different model (another --model or other sizes)")
+    return int(ckpt.get("global_step", 0))
+
+
+def train(argv: list[str]) -> int:
+    cli = make_cli(argv)
+    torch.set_num_threads(choose_threads(cli.model.hparams.hidden, cli.config_init.threads))
+    resume = resume_path(cli.config_init.resume, cli.run_dir, cli.model)
+    if resume:
+        print(f"resuming from {resume}")
+    start = time.time()
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
+    except MisconfigurationException as e:  # Lightning's word for settings that do not fit together
+        raise MusicrnnError(exception_line(e)) from e
+    if cli.trainer.fast_dev_run:  # a smoke run saves no checkpoint to test
+        return 0
+    summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start,
+                        cli.config_init.eval_train)
+    if cli.trainer.is_global_zero:
+        finish(cli.trainer, summary)
+        print_summary(summary)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(train, argv)
 
 
 if __name__ == "__main__":

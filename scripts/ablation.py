@@ -4,7 +4,8 @@
     python scripts/ablation.py configs/ablation/rnn_sgd.yaml configs/ablation/rnn_sgd_c.yaml
 
 Each config is one row: ``<model>_sgd[_<techniques>].yaml``, C = gradient clipping, L = leaky
-integration, R = rectifiers, M = simplified Nesterov momentum. Each row is a fresh ``train.py`` run
+integration, R = rectifiers, M = simplified Nesterov momentum, read over the rows' shared
+``configs/ablation/base.yaml`` (``config_files``). Each row is a fresh ``train.py`` run
 (its old checkpoint and log folders are removed first, so it never resumes) on one CPU thread; the row's
 numbers come from the run's ``checkpoints/ablation/<run>/summary.json``.
 """
@@ -23,6 +24,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"rnn": "RNN", "nade": "RNN-NADE", "rbm": "RNN-RBM"}
+BASE = ROOT / "configs" / "ablation" / "base.yaml"
+
+
+def config_files(config: Path) -> list[Path]:
+    """The ``--config`` files of a row, in order: the shared base, then the row's own settings over it."""
+    return [BASE, config]
+
+
+def row_configs() -> list[Path]:
+    """Every row config: RNN first, then by techniques (plain SGD first)."""
+    order = lambda c: (list(MODELS).index(c.stem.split("_")[0]), len(c.stem))  # noqa: E731
+    return sorted((c for c in BASE.parent.glob("*.yaml") if c != BASE), key=order)
 
 
 def row_name(config: Path) -> tuple[str, str]:
@@ -36,7 +49,8 @@ def run(config: Path, args) -> dict:
     name = f"ablation-{config.stem}"
     for old in (ROOT / args.checkpoint_dir / name, ROOT / "runs" / name):
         shutil.rmtree(old, ignore_errors=True)
-    cmd = ["python", "train.py", "--config", str(config.relative_to(ROOT)), "--data.dataset", args.dataset,
+    configs = [a for c in config_files(config) for a in ("--config", str(c.relative_to(ROOT)))]
+    cmd = ["python", "train.py", *configs, "--data.dataset", args.dataset,
            "--data.root", args.root, "--run_name", name, "--checkpoint_dir", args.checkpoint_dir,
            "--eval_train", "true"]
     log = ROOT / "runs" / f"{name}.log"
@@ -84,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint_dir", default="checkpoints/ablation")
     p.add_argument("--out", type=Path, default=ROOT / "RESULTS.md")
     args = p.parse_args(argv)
-    order = lambda c: (list(MODELS).index(c.stem.split("_")[0]), len(c.stem))  # noqa: E731 (RNN first, SGD first)
-    configs = [c.resolve() for c in args.configs] or sorted((ROOT / "configs" / "ablation").glob("*.yaml"), key=order)
+    configs = [c.resolve() for c in args.configs] or row_configs()
     start = time.time()
     rows = [(c, run(c, args)) for c in configs]
     text = [

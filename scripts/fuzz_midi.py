@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 from musicrnn.corpora import CorpusError, limit_memory, load_benchmark_pickle, load_folder
-from musicrnn.pianoroll import MAX_FRAMES, PianorollError, file_to_roll
+from musicrnn.pianoroll import MAX_FRAMES, NUM_PITCHES, PITCH_HI, PITCH_LO, PianorollError, file_to_roll
 
 SHARED_MIDI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "midi"
 
@@ -145,7 +145,7 @@ def m_lying_length(rng, header, tracks, lengths, others):
 
 def m_huge_track(rng, header, tracks, lengths, others):
     n = rng.choice([1000, 20_000, 100_000])
-    note = bytes([0x90, rng.randrange(21, 109), 64])
+    note = bytes([0x90, rng.randrange(PITCH_LO, PITCH_HI + 1), 64])
     tracks.append(b"".join(vlq(rng.choice([0, 1])) + note for _ in range(n)) + b"\x00\xff\x2f\x00")
     header[1] += 1
 
@@ -252,7 +252,7 @@ class Tally:
             outcome = f"{what}: parsed"
             if isinstance(result, tuple):
                 roll = result[0]
-                ok = roll.dtype == np.uint8 and roll.ndim == 2 and roll.shape[1] == 88 and len(roll) <= MAX_FRAMES
+                ok = roll.dtype == np.uint8 and roll.ndim == 2 and roll.shape[1] == NUM_PITCHES and len(roll) <= MAX_FRAMES
                 outcome = f"{what}: roll" if ok else f"{what}: UNEXPECTED malformed roll"
         except (PianorollError, CorpusError) as e:
             outcome = f"{what}: {type(e).__name__}: {kind_of_error(str(e))}"
@@ -360,11 +360,11 @@ class Payload:
 
 def hostile_pickles(canary: Path) -> list:
     """Objects that are not a benchmark corpus, including ones that try to run code."""
-    good = [[(60, 64), (62,), ()], [(21, 108)]]
-    bad_pitch = [60.0, "60", None, True, 20, 109, -1, 10**30, np.float64(60), [60], b"<"]
+    good = [[(60, 64), (62,), ()], [(PITCH_LO, PITCH_HI)]]
+    bad_pitch = [60.0, "60", None, True, PITCH_LO - 1, PITCH_HI + 1, -1, 10**30, np.float64(60), [60], b"<"]
     out = [None, [], "train", {"train": good}, {"train": good, "valid": good, "test": "x"},
            {s: {"a": 1} for s in ("train", "valid", "test")}, {s: [["abc"]] for s in ("train", "valid", "test")},
-           {s: [[60]] for s in ("train", "valid", "test")}, {s: [[tuple(range(21, 109)) * 2]] for s in ("train", "valid", "test")}]
+           {s: [[60]] for s in ("train", "valid", "test")}, {s: [[tuple(range(PITCH_LO, PITCH_HI + 1)) * 2]] for s in ("train", "valid", "test")}]
     out += [{"train": [[(p,)]], "valid": good, "test": good} for p in bad_pitch]
     out += [{"train": good, "valid": good, "test": [Payload(*call)]} for call in [
         (open, str(canary), "w"), (os.system, f"touch {canary}"), (eval, f"open({str(canary)!r}, 'w')"),
@@ -374,7 +374,7 @@ def hostile_pickles(canary: Path) -> list:
 
 def fuzz_pickles(rng, n: int, tally: Tally, tmp: Path) -> None:
     canary = tmp / "payload-ran"
-    corpus = {s: [[tuple(rng.sample(range(21, 109), rng.randrange(4))) for _ in range(rng.randrange(1, 30))]
+    corpus = {s: [[tuple(rng.sample(range(PITCH_LO, PITCH_HI + 1), rng.randrange(4))) for _ in range(rng.randrange(1, 30))]
                   for _ in range(3)] for s in ("train", "valid", "test")}
     corpus["train"].append([{np.int64(60), np.int64(64)}])  # numpy scalars and sets, as in the old pickles
     seeds = [pickle.dumps(corpus, protocol=p) for p in range(6)]

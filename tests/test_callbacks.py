@@ -7,7 +7,7 @@ from conftest import tiny_batch
 from lightning.pytorch.loggers import CSVLogger
 
 from musicrnn.callbacks import GradientClipping, HiddenGradientPlot, NesterovMomentum, momentum_schedule
-from musicrnn.model import RNN
+from musicrnn.models import RNN
 from musicrnn.optim import SimplifiedNesterov
 
 

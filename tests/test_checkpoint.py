@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from musicrnn.checkpoint import CheckpointError, atomic_save, load_model, load_state
-from musicrnn.model import RNN
+from musicrnn.checkpoint import CheckpointError, atomic_save, load_state
+from musicrnn.models import RNN, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,7 @@ def test_failed_save_leaves_previous_file(tmp_path):
 SAVER = textwrap.dedent("""
     import sys, time
     from musicrnn.checkpoint import atomic_save
-    from musicrnn.model import RNN
+    from musicrnn.models import RNN
 
     class Slow:  # pickled in the middle of the save: the process is killed right there
         def __reduce__(self):
@@ -123,3 +123,12 @@ def test_kill_during_save_leaves_previous_file(tmp_path):
     assert child.wait() == -signal.SIGKILL
     assert load_state(path)["global_step"] == 1
     load_model(path)
+
+
+@pytest.mark.parametrize("name, cls", [("rnn", "RNN"), ("rnn_nade", "RNNNADE"), ("rnn_rbm", "RNNRBM")])
+def test_committed_checkpoints_still_load(name, cls):
+    """They name their class (``musicrnn_model``), not its module: written when the models lived in
+    musicrnn/model.py, nade.py and rbm.py, they load from musicrnn/models/."""
+    path = Path(__file__).resolve().parents[1] / "checkpoints" / "jsb" / f"{name}.ckpt"
+    model, data = load_model(path)
+    assert type(model).__name__ == cls and data["dataset"] == "jsb"

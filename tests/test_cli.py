@@ -1,4 +1,4 @@
-"""train.py's command line: each mistake gives one line on stderr, exit code 2 and no traceback."""
+"""The command lines: each mistake gives one line on stderr, exit code 2 and no traceback."""
 
 import pickle
 import subprocess
@@ -6,6 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from musicrnn import data, evaluate, generate, plot, train
+from musicrnn.cli import run_command
+from musicrnn.errors import MusicrnnError
+from musicrnn.guard import NonFiniteError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"train": [[(60,), (62, 65), (), (67,)] * 2] * 4, "valid": [[(60,)] * 8], "test": [[(64,)] * 8]}
@@ -80,10 +85,53 @@ def test_nonfinite_training_stops_with_one_line(tmp_path):
     """Recurrent weights of 1e30 overflow on the first batch: every step is non-finite."""
     (tmp_path / "JSB Chorales.pickle").write_bytes(pickle.dumps(TINY))
     p = run(["--data.dataset", "jsb", "--data.root", str(tmp_path), "--data.batch_size", "1", "--model.cell", "relu",
-             "--model.init", "identity", "--model.identity_scale", "1e30", "--nonfinite_patience", "2",
+             "--model.init", "identity", "--model.identity_scale", "1e30", "--nonfinite.patience", "2",
              "--trainer.max_epochs", "3", "--trainer.logger", "false"], tmp_path)
     code, err = p.wait(timeout=120), p.communicate()[1]
     assert code == 1, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: 2 steps in a row had a non-finite loss or gradient (epoch 0, batch 1)")
     assert "Last good checkpoint: none saved yet" in last and "Traceback" not in err
+
+
+# ---- every command shares the shell of musicrnn.cli: the same one line and exit code 2 on bad input
+COMMANDS = {"train": train.main, "generate": generate.main, "evaluate": evaluate.main, "data": data.main,
+            "plot": plot.main}
+
+
+BAD_INPUT = [  # (command, arguments, words of the one line)
+    ("train", ["--data.dataset", "nope"], "unknown dataset 'nope'"),
+    ("generate", ["--ckpt", "{tmp}/none.ckpt", "--out", "{tmp}/s"], "none.ckpt not found"),
+    ("generate", ["--steps", "many"], "invalid int value: 'many'"),
+    ("evaluate", ["{tmp}/none.ckpt", "--dataset", "jsb"], "none.ckpt not found"),
+    ("evaluate", ["{tmp}/none.ckpt", "--dataset", "nope"], "invalid choice: 'nope'"),
+    ("evaluate", ["{tmp}/none.ckpt", "--dataset", "jsb", "--batch-size", "0"], "--batch-size must be at least 1"),
+    ("data", ["nope"], "unknown dataset 'nope'"),
+    ("data", ["jsb", "--frames-per-beat", "x"], "invalid int value: 'x'"),
+    ("plot", ["{tmp}/nowhere"], "metrics.csv not found"),
+    ("plot", ["{tmp}/garbled"], "is not a metrics.csv"),
+    ("plot", [], "the following arguments are required: runs"),
+]
+
+
+@pytest.mark.parametrize("command, args, words", BAD_INPUT, ids=lambda v: v if isinstance(v, str) else None)
+def test_every_command_one_line_exit_2(command, args, words, tmp_path, capsys):
+    (tmp_path / "garbled").mkdir()
+    (tmp_path / "garbled" / "metrics.csv").write_text("epoch,step,val/nll\n0,1,abc\n")
+    code = COMMANDS[command]([a.format(tmp=tmp_path) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and words in err, err
+
+
+def test_debug_raises_and_bugs_keep_their_traceback(capsys):
+    def bad_input(argv):
+        raise MusicrnnError(f"bad\n  input {argv}")
+
+    assert run_command(bad_input, ["a"]) == 2
+    assert capsys.readouterr().err == "error: bad input ['a']\n"
+    with pytest.raises(MusicrnnError):
+        run_command(bad_input, ["--debug"])
+    with pytest.raises(ZeroDivisionError):  # a bug is not an input error: its traceback shows
+        run_command(lambda argv: 1 / 0, [])
+    assert run_command(lambda argv: (_ for _ in ()).throw(NonFiniteError("diverged")), []) == 1

@@ -15,10 +15,8 @@ import torch
 from musicrnn import generate
 from musicrnn.checkpoint import atomic_save
 from musicrnn.data import PianorollDataModule
-from musicrnn.model import RNN
-from musicrnn.nade import RNNNADE
+from musicrnn.models import RNN, RNNNADE, RNNRBM
 from musicrnn.pianoroll import file_to_roll, roll_to_midi
-from musicrnn.rbm import RNNRBM
 
 ROOT = Path(__file__).resolve().parents[1]
 FPB = 2  # frames per beat of the test corpus
@@ -133,16 +131,6 @@ def test_unreadable_corpus_still_prints_samples(ckpts, tmp_path, capsys):
                          capsys)
     assert code == 0, err
     assert "#1" in out and "corpus statistics unavailable" in out and "nowhere does not exist" in out
-
-
-def test_rolls_to_stats_counts_held_notes_once():
-    roll = np.zeros((6, 88), dtype=np.uint8)
-    roll[0:3, 39] = 1  # C4 held three frames: one note
-    roll[4, 39] = roll[4, 43] = 1  # C4 struck again with E4
-    s = generate.rolls_to_stats([roll])
-    assert s == {"frames": 6, "notes": 3, "mean_polyphony": 5 / 6, "pitch_min": 60, "pitch_max": 64,
-                 "empty": 2 / 6}
-    assert len(roll_to_midi(roll).instruments[0].notes) == s["notes"]
 
 
 def fake_fluidsynth(folder: Path, fail: bool) -> None:

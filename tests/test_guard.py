@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from musicrnn.data import collate
 from musicrnn.guard import NonFiniteError, NonFiniteGuard
-from musicrnn.model import RNN
+from musicrnn.models import RNN
 
 
 def rolls(n: int, nan_at: set[int]) -> list[torch.Tensor]:

@@ -4,7 +4,7 @@ import torch
 
 from musicrnn.data import PianorollDataModule, collate
 from musicrnn.metrics import FrameAccuracy, FrameNLL
-from musicrnn.model import RNN
+from musicrnn.models import RNN
 
 
 def test_nll_is_total_over_frames_not_mean_of_batch_means():

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from musicrnn.model import RNN
-from musicrnn.nade import RNNNADE, nade_log_prob
 from musicrnn.ais import exact_log_z
-from musicrnn.rbm import RNNRBM, approximate_mode, free_energy, gibbs
+from musicrnn.models import RNN, RNNNADE
+from musicrnn.models.nade import nade_log_prob
+from musicrnn.models.rbm import RNNRBM, approximate_mode, free_energy, gibbs
 
 
 def all_binary(d):

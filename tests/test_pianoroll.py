@@ -1,10 +1,16 @@
+import ast
+import pickle
+from pathlib import Path
+
 import numpy as np
 import pretty_midi
 import pytest
 
 from conftest import scale_piece, write_midi
-from musicrnn.pianoroll import (PianorollError, file_to_roll, key_shift, midi_to_roll, roll_to_midi,
-                                seconds_to_quarters)
+from musicrnn import generate
+from musicrnn.data import PianorollDataModule
+from musicrnn.pianoroll import (NUM_PITCHES, PITCH_LO, PianorollError, file_to_roll, key_shift, midi_to_roll,
+                                roll_to_midi, roll_to_onsets, rolls_to_stats, seconds_to_quarters)
 
 
 def test_beat_aligned_roll_has_the_written_notes(tmp_path):
@@ -91,3 +97,41 @@ def test_unreadable_and_empty_files_raise_the_documented_error(tmp_path):
     empty = write_midi(tmp_path / "empty.mid", [])
     with pytest.raises(PianorollError, match="no notes"):
         file_to_roll(empty)
+
+
+# ---- piano-roll facts, defined once in pianoroll.py
+def hand_made_roll():
+    """6 frames: C4 held 3 frames (1 note, 3 cells), then C4 struck again with E4: 3 notes, 5 cells."""
+    roll = np.zeros((6, NUM_PITCHES), dtype=np.uint8)
+    roll[0:3, 60 - PITCH_LO] = 1
+    roll[4, 60 - PITCH_LO] = roll[4, 64 - PITCH_LO] = 1
+    return roll
+
+
+def test_notes_are_onsets_not_active_cells():
+    roll = hand_made_roll()
+    onsets = np.zeros_like(roll, dtype=bool)
+    onsets[0, 60 - PITCH_LO] = onsets[4, 60 - PITCH_LO] = onsets[4, 64 - PITCH_LO] = True
+    np.testing.assert_array_equal(roll_to_onsets(roll), onsets)
+    s = rolls_to_stats([roll])
+    assert s == {"frames": 6, "notes": 3, "mean_polyphony": 5 / 6, "pitch_min": 60, "pitch_max": 64,
+                 "empty": 2 / 6}
+    assert len(roll_to_midi(roll).instruments[0].notes) == s["notes"]  # as many as the MIDI file holds
+
+
+def test_data_statistics_and_sample_table_count_alike(tmp_path):
+    frames = [(60,), (60,), (60, 62), (), (60,)]  # the hand-made kind: 3 onsets, 5 cells
+    piece = [list(f) for f in frames]
+    (tmp_path / "JSB Chorales.pickle").write_bytes(pickle.dumps({s: [piece] for s in ("train", "valid", "test")}))
+    stats = PianorollDataModule("jsb", str(tmp_path), str(tmp_path / "cache")).statistics()["train"]
+    assert stats["notes"] == 3 and stats["mean_polyphony"] == 5 / 5 and stats["sequences"] == 1
+    assert generate.rolls_to_stats is rolls_to_stats
+
+
+def test_pitch_range_is_written_once():
+    """No literal 88 or 21 in the package's code outside pianoroll.py: they are NUM_PITCHES and PITCH_LO."""
+    root = Path(__file__).resolve().parents[1] / "musicrnn"
+    found = [f"{p.name}:{n.lineno}" for p in root.rglob("*.py") if p.name != "pianoroll.py"
+             for n in ast.walk(ast.parse(p.read_text()))
+             if isinstance(n, ast.Constant) and type(n.value) is int and n.value in (NUM_PITCHES, PITCH_LO)]
+    assert found == []

@@ -1,4 +1,4 @@
-"""Kill -9 in the middle of training, run the same command again: the result equals an uninterrupted run."""
+"""Resuming: after kill -9 the same command ends as an uninterrupted run; a damaged checkpoint is no traceback."""
 
 import json
 import os
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from musicrnn import train
 from musicrnn.checkpoint import CheckpointError, load_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,3 +77,63 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, extra):
     assert resumed["epochs"] == whole["epochs"]
     for key in ("test/nll", "test/frame_acc"):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-7), key
+
+
+# ---- a damaged checkpoint on resume: a warning and the newest intact one, or one line saying what to do
+def tiny_run(jsb_root: Path, tmp: Path, *extra: str) -> list[str]:
+    return ["--data.dataset", "jsb", "--data.root", str(jsb_root), "--data.data_dir", str(tmp / "cache"),
+            "--model.hidden", "8", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", "--samples.every_n_epochs", "0",
+            "--checkpoint_dir", str(tmp / "ck"), "--run_name", "r", *extra]
+
+
+def truncate(path: Path) -> None:
+    """What a full disk or a partial copy leaves: the first half of the file."""
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+def test_damaged_last_checkpoint(jsb_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # without a logger, Lightning saves config.yaml in the working folder
+    run = tmp_path / "ck" / "r"
+    assert train.main(tiny_run(jsb_root, tmp_path, "--trainer.max_epochs", "1")) == 0
+    best_step = load_state(run / "best.ckpt")["global_step"]
+    truncate(run / "last.ckpt")
+    capsys.readouterr()
+
+    # auto: falls back to best.ckpt with a warning naming both, and trains on to the new max_epochs
+    assert train.main(tiny_run(jsb_root, tmp_path, "--trainer.max_epochs", "2")) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {run / 'last.ckpt'} is not a readable checkpoint" in err
+    assert f"resuming instead from {run / 'best.ckpt'} (step {best_step})" in err and "Traceback" not in err
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+
+    # nothing intact left: one line naming the file and what to do, exit 2
+    truncate(run / "last.ckpt")
+    truncate(run / "best.ckpt")
+    assert train.main(tiny_run(jsb_root, tmp_path, "--trainer.max_epochs", "3")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: cannot resume: {run / 'last.ckpt'} is not a readable")
+    assert "--resume never" in err
+
+    # --resume PATH to a damaged file: the same; --resume never: a fresh run over the damaged files
+    assert train.main(tiny_run(jsb_root, tmp_path, "--resume", str(run / "best.ckpt"))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: cannot resume: {run / 'best.ckpt'} is not a readable")
+    assert train.main(tiny_run(jsb_root, tmp_path, "--trainer.max_epochs", "1", "--resume", "never")) == 0
+    assert "resuming" not in capsys.readouterr().out
+    assert load_state(run / "last.ckpt")["global_step"] == best_step
+
+
+def test_resume_from_a_chosen_checkpoint_and_refuse_another_model(jsb_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "ck" / "r"
+    assert train.main(tiny_run(jsb_root, tmp_path, "--trainer.max_epochs", "1")) == 0
+    chosen = tmp_path / "chosen.ckpt"
+    chosen.write_bytes((run / "last.ckpt").read_bytes())
+    capsys.readouterr()
+    assert train.main(tiny_run(jsb_root, tmp_path, "--trainer.max_epochs", "2", "--run_name", "s",
+                               "--resume", str(chosen))) == 0
+    assert f"resuming from {chosen}" in capsys.readouterr().out
+    assert json.loads((tmp_path / "ck" / "s" / "summary.json").read_text())["epochs"] == 2
+    assert train.main(tiny_run(jsb_root, tmp_path, "--trainer.max_epochs", "2", "--model.hidden", "9")) == 2
+    assert "holds a different model" in capsys.readouterr().err

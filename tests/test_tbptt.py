@@ -4,7 +4,7 @@ import torch
 from conftest import tiny_batch
 
 from musicrnn.core import detach_state
-from musicrnn.model import RNN
+from musicrnn.models import RNN
 
 
 class GradientRecorder(L.Callback):

@@ -9,14 +9,14 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import torch
+from test_configs import CONFIGS, config_args
 
 from musicrnn import train
 from musicrnn import plot
-from musicrnn.checkpoint import load_model
+from musicrnn.models import load_model
 from musicrnn.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
 def test_fast_dev_run_smoke(jsb_root, tmp_path, monkeypatch):
@@ -53,7 +53,7 @@ def test_csv_run_logs_samples_run_info_and_plots(jsb_root, tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert train.main(["--model.hidden", "8", "--data.dataset", "jsb", "--data.root", str(jsb_root),
                        "--trainer.max_epochs", "3", "--run_name", "p", "--trainer.enable_progress_bar", "false",
-                       "--sample_every_n_epochs", "2"]) == 0
+                       "--samples.every_n_epochs", "2"]) == 0
     samples = tmp_path / "runs" / "p" / "samples"
     assert sorted(f.name for f in samples.iterdir()) == [  # epoch index 1 is the second epoch
         "epoch0001-0.png", "epoch0001-0.wav", "epoch0001-1.png", "epoch0001-1.wav"]
@@ -71,8 +71,7 @@ def test_csv_run_logs_samples_run_info_and_plots(jsb_root, tmp_path, monkeypatch
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
 def test_every_config_instantiates(config, jsb_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = train.TrainCLI(train.SequenceModel, train.PianorollDataModule, subclass_mode_model=True, run=False,
-                         args=["--config", str(config), "--data.root", str(jsb_root)])
+    cli = train.make_cli([*config_args(config), "--data.root", str(jsb_root)])
     class_path = cli.config.model.class_path
     assert type(cli.model).__name__ == class_path.rsplit(".", 1)[-1]
     assert isinstance(cli.model, torch.nn.Module) and cli.trainer is not None

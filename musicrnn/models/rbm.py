@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from musicrnn.ais import AIS_RUNS, AIS_STEPS, ais_log_z, bernoulli
-from musicrnn.model import SequenceModel
+from musicrnn.models.base import SequenceModel
 from musicrnn.pianoroll import NUM_PITCHES
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicrnn.model import SequenceModel
+from musicrnn.models.base import SequenceModel
 from musicrnn.pianoroll import NUM_PITCHES
 
 

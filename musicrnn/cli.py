@@ -1,8 +1,44 @@
-"""One-line messages for command-line mistakes (jsonargparse's own are many lines of type unions)."""
+"""The shell every command runs in: ``--debug``, and bad input as one line ``error: ...`` with exit code 2.
+
+``run_command(body)`` strips ``--debug`` from the arguments, runs ``body(argv)`` and turns a
+``MusicrnnError`` into one line on stderr and its exit code; any other exception is a bug and keeps its
+traceback. ``--debug`` shows the traceback of a ``MusicrnnError`` too. ``ArgumentParser`` is argparse
+with its usage errors raised as ``MusicrnnError``; ``argument_error_line`` shortens jsonargparse's
+many-line messages for ``train``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
+from collections.abc import Callable
+
+from musicrnn.errors import MusicrnnError
+
+
+def run_command(body: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
+    """Run a command's ``body`` on ``argv`` (default ``sys.argv[1:]``) without ``--debug``; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    debug = "--debug" in argv
+    try:
+        return body([a for a in argv if a != "--debug"]) or 0
+    except MusicrnnError as e:
+        if debug:
+            raise
+        print(f"error: {exception_line(e)}", file=sys.stderr)
+        return e.exit_code
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose mistakes are ``MusicrnnError``s (one line, not the usage text), with ``--debug`` in ``--help``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    def error(self, message):
+        raise MusicrnnError(message)
 
 
 def argument_error_line(message: str, models: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""Sequence models of piano rolls as LightningModules, and the plain RNN baseline.
+"""The base of every sequence model of piano rolls, a LightningModule.
 
 Every model factorises ``p(x_1..x_T) = prod_t p(x_t | u_{t-1})`` where ``u`` is the state of a
 ``RecurrentCore`` that has read frames ``< t``. ``SequenceModel`` holds the core, the training and
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from musicrnn.checkpoint import load_state
 from musicrnn.core import RecurrentCore, detach_state
+from musicrnn.errors import MusicrnnError
 from musicrnn.metrics import FrameAccuracy, FrameNLL
 from musicrnn.pianoroll import NUM_PITCHES
 
@@ -51,7 +51,7 @@ class SequenceModel(L.LightningModule):
                  init_from: str | None = None):
         super().__init__()
         if tbptt_steps is not None and tbptt_steps < 1:
-            raise ValueError(f"tbptt_steps must be >= 1, got {tbptt_steps}")
+            raise MusicrnnError(f"tbptt_steps must be >= 1, got {tbptt_steps}")
         self.save_hyperparameters()
         self.automatic_optimization = tbptt_steps is None
         self.core = RecurrentCore(NUM_PITCHES, hidden, cell, leaky, max_timescale, init, identity_scale,
@@ -59,8 +59,6 @@ class SequenceModel(L.LightningModule):
         self.train_nll, self.val_nll, self.test_nll = FrameNLL(), FrameNLL(), FrameNLL()
         self.val_acc, self.test_acc = FrameAccuracy(), FrameAccuracy()
         if init_from:
-            from musicrnn.checkpoint import load_state
-
             core = {k[5:]: v for k, v in load_state(init_from)["state_dict"].items() if k.startswith("core.")}
             self.core.load_state_dict(core)
 
@@ -165,7 +163,7 @@ class SequenceModel(L.LightningModule):
         ``frame_settings`` go to ``sample_frame`` (the RNN-RBM's ``gibbs_steps``).
         """
         if num < 1 or steps < 0 or temperature <= 0:
-            raise ValueError("num must be >= 1, steps >= 0 and temperature > 0")
+            raise MusicrnnError("num must be >= 1, steps >= 0 and temperature > 0")
         was_training = self.training
         self.eval()
         state = self.core.initial_state(num)
@@ -182,22 +180,3 @@ class SequenceModel(L.LightningModule):
         self.train(was_training)
         return torch.cat(out, dim=1) if out else torch.zeros(num, 0, NUM_PITCHES)
 
-
-class RNN(SequenceModel):
-    """Baseline: the recurrent core with independent sigmoid outputs, ``p(x_t,i = 1) = sigm(W_o u_{t-1} + b_o)_i``.
-
-    Frame accuracy counts a pitch as predicted when its probability exceeds 1/2.
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.out = nn.Linear(self.hparams.hidden, NUM_PITCHES)
-
-    def log_prob(self, cond, x):
-        return -F.binary_cross_entropy_with_logits(self.out(cond), x, reduction="none").sum(-1), None
-
-    def predict(self, cond):
-        return self.out(cond) > 0
-
-    def sample_frame(self, cond, temperature):
-        return torch.bernoulli(torch.sigmoid(self.out(cond) / temperature))

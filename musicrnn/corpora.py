@@ -29,7 +29,7 @@ BENCHMARKS = {"jsb": "JSB Chorales", "nottingham": "Nottingham", "musedata": "Mu
               "piano-midi": "Piano-midi.de"}
 DATASETS = ("bach", *BENCHMARKS, "folder")
 BENCHMARK_URL = "http://www-etud.iro.umontreal.ca/~boulanni/{}.pickle"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: small folders split so that valid and test are never empty
 # The published pickles are at most 4 MB and 400k frames. Memo references let a small pickle name the
 # same frame millions of times, so the frames are counted, not just the bytes.
 MAX_PICKLE_BYTES = 32 << 20
@@ -181,10 +181,33 @@ def benchmark_path(dataset: str, root: str | None, data_dir: Path) -> Path:
 
 
 # ---------------------------------------------------------------- files parsed in parallel
+def _unit(name: str, seed: int) -> float:
+    """A number in [0, 1) drawn from the name and the seed alone."""
+    return int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:8], 16) / 16**8
+
+
 def split_of(name: str, seed: int = 0, valid: float = 0.1, test: float = 0.1) -> str:
     """A fixed split from the file's name alone, so it never depends on listing order."""
-    u = int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:8], 16) / 16**8
+    u = _unit(name, seed)
     return "test" if u < test else "valid" if u < test + valid else "train"
+
+
+def split_names(names: list[str], seed: int = 0) -> list[str]:
+    """``split_of`` for each name, then, with three or more names, every split made non-empty.
+
+    An 80/10/10 split of a handful of files leaves valid or test empty most of the time (four files:
+    both stay empty with probability 0.8**4 = 0.41). An empty split takes the file with the smallest
+    draw from a split that has two or more, so the result still depends on the names alone, not on
+    their order.
+    """
+    splits = [split_of(n, seed) for n in names]
+    if len(names) >= len(SPLITS):
+        order = sorted(range(len(names)), key=lambda i: (_unit(names[i], seed), names[i]))
+        for need in ("test", "valid"):
+            if need not in splits:
+                donor = next(i for i in order if splits.count(splits[i]) > 1)
+                splits[donor] = need
+    return splits
 
 
 def _parse_chorale(name: str, frames_per_beat: int, transpose_to_c: bool):
@@ -300,16 +323,20 @@ def load_folder(root: str | None, frames_per_beat: int, fs: float | None, transp
         if tmp is not None:
             tmp.cleanup()
     named_split = any(set(Path(n).parts[:-1]) & set(SPLITS) for n, _ in files)
-    out = {s: [] for s in SPLITS}
-    failed = 0
+    readable = []
     for (name, _), r in zip(files, results):
         if isinstance(r, Exception):
-            failed += 1
             warn(f"warning: skipped {name}: {str(r).split(': ', 1)[-1]}")
-            continue
-        parts = set(Path(name).parts[:-1]) & set(SPLITS)
-        split = (parts.pop() if parts else "train") if named_split else split_of(name, seed)
-        out[split].append(r[0])
+        else:
+            readable.append((name, r[0]))
+    failed = len(files) - len(readable)
+    if named_split:
+        splits = [next(iter(set(Path(n).parts[:-1]) & set(SPLITS)), "train") for n, _ in readable]
+    else:  # only the readable files are split, so a corrupt file never takes a split's only place
+        splits = split_names([n for n, _ in readable], seed)
+    out = {s: [] for s in SPLITS}
+    for split, (_, roll) in zip(splits, readable):
+        out[split].append(roll)
     if failed == len(files):
         raise CorpusError(f"none of the {len(files)} files in {root} could be read")
     if failed:

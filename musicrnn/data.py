@@ -127,6 +127,18 @@ def collate(rolls: list[torch.Tensor], max_shift: int = 0) -> dict[str, torch.Te
     return {"x": x, "mask": mask}
 
 
+def empty_split_message(split: str, dataset: str, root: str | None, corpus: dict) -> str:
+    """One line saying which split is empty and what would fill it."""
+    if dataset != "folder":
+        return f"the {split} split of {dataset} is empty"
+    readable = sum(len(rolls) for rolls in corpus.values())
+    if readable < len(SPLITS):
+        return (f"the {split} split of folder is empty: {root} has {readable} readable "
+                f"file{'s' * (readable != 1)}; training needs at least 3 (one each for train, valid and test)")
+    return (f"the {split} split of folder is empty: put at least one file in {Path(root) / split}, "
+            "or remove the train/ valid/ test/ subfolders to let a seeded split choose")
+
+
 class PianorollDataModule(L.LightningDataModule):
     """Piano-roll corpora for sequence models.
 
@@ -188,7 +200,7 @@ class PianorollDataModule(L.LightningDataModule):
         self.splits = {s: [torch.from_numpy(r) for r in corpus[s] if len(r)] for s in SPLITS}
         for s in SPLITS:
             if not self.splits[s]:
-                raise CorpusError(f"the {s} split of {self.hparams.dataset} is empty")
+                raise CorpusError(empty_split_message(s, self.hparams.dataset, self.hparams.root, corpus))
         if self.hparams.chunk_len:
             k = self.hparams.chunk_len
             self.splits["train"] = [c for r in self.splits["train"] for c in torch.split(r, k)]
@@ -249,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{'split':<6} {'sequences':>9} {'frames':>9} {'notes':>9} {'polyphony':>9} {'pitches':>9}")
     for s, st in stats.items():
+        pitches = f"{st['pitch_min']:>4}-{st['pitch_max']}" if st["pitch_min"] is not None else f"{'-':>9}"
         print(f"{s:<6} {st['sequences']:>9} {st['frames']:>9} {st['notes']:>9} "
-              f"{st['mean_polyphony']:>9.2f} {st['pitch_min']:>4}-{st['pitch_max']}")
+              f"{st['mean_polyphony']:>9.2f} {pitches}")
     return 0
 
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from musicrnn.pianoroll import (MAX_FRAMES, MIDI_SUFFIXES, MUSIC21_SUFFIXES, NUM_PITCHES, PITCH_HI, PITCH_LO,
                                 PianorollError, file_to_roll, score_to_roll)
+from musicrnn.splits import SPLITS, split_names, split_of
 
-SPLITS = ("train", "valid", "test")
 BENCHMARKS = {"jsb": "JSB Chorales", "nottingham": "Nottingham", "musedata": "MuseData",
               "piano-midi": "Piano-midi.de"}
 DATASETS = ("bach", *BENCHMARKS, "folder")
@@ -181,35 +181,6 @@ def benchmark_path(dataset: str, root: str | None, data_dir: Path) -> Path:
 
 
 # ---------------------------------------------------------------- files parsed in parallel
-def _unit(name: str, seed: int) -> float:
-    """A number in [0, 1) drawn from the name and the seed alone."""
-    return int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:8], 16) / 16**8
-
-
-def split_of(name: str, seed: int = 0, valid: float = 0.1, test: float = 0.1) -> str:
-    """A fixed split from the file's name alone, so it never depends on listing order."""
-    u = _unit(name, seed)
-    return "test" if u < test else "valid" if u < test + valid else "train"
-
-
-def split_names(names: list[str], seed: int = 0) -> list[str]:
-    """``split_of`` for each name, then, with three or more names, every split made non-empty.
-
-    An 80/10/10 split of a handful of files leaves valid or test empty most of the time (four files:
-    both stay empty with probability 0.8**4 = 0.41). An empty split takes the file with the smallest
-    draw from a split that has two or more, so the result still depends on the names alone, not on
-    their order.
-    """
-    splits = [split_of(n, seed) for n in names]
-    if len(names) >= len(SPLITS):
-        order = sorted(range(len(names)), key=lambda i: (_unit(names[i], seed), names[i]))
-        for need in ("test", "valid"):
-            if need not in splits:
-                donor = next(i for i in order if splits.count(splits[i]) > 1)
-                splits[donor] = need
-    return splits
-
-
 def _parse_chorale(name: str, frames_per_beat: int, transpose_to_c: bool):
     from music21 import corpus
 

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import scale_piece, write_midi
 from musicrnn import train
-from musicrnn.corpora import load_folder, split_names
+from musicrnn.corpora import load_folder
+from musicrnn.splits import split_names
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,8 @@
 """``PianorollDataModule``: a corpus as padded ``(batch, time, 88)`` batches with a ``(batch, time)`` mask.
 
-Run ``python -m musicrnn.data NAME [--root DIR]`` to print a corpus's statistics.
+Run ``python -m musicrnn.data NAME [--root DIR]`` to print a corpus's statistics, and
+``python -m musicrnn.data compare ROOT --benchmark PICKLE`` to compare MIDI files with a benchmark
+(``musicrnn.compare``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from musicrnn import compare
 from musicrnn.corpora import DATASETS, SPLITS, CorpusError, load_corpus
 
 # Frames per quarter note to play a benchmark back at its own speed. JSB is in quarter notes;
@@ -247,7 +250,11 @@ class PianorollDataModule(L.LightningDataModule):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m musicrnn.data", description="Print a corpus's statistics.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        return compare.main(argv[1:])
+    p = argparse.ArgumentParser(prog="python -m musicrnn.data", description="Print a corpus's statistics, "
+                                "or with 'compare' a MIDI folder's agreement with a benchmark (compare --help).")
     p.add_argument("dataset", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--root", help="folder holding '<Name>.pickle' (benchmarks) or the MIDI folder/.zip")
     p.add_argument("--data-dir", default="data", help="downloads and parse cache (default: data)")

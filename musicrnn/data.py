@@ -137,7 +137,7 @@ def empty_split_message(split: str, dataset: str, root: str | None, corpus: dict
     readable = sum(len(rolls) for rolls in corpus.values())
     if readable < len(SPLITS):
         return (f"the {split} split of folder is empty: {root} has {readable} readable "
-                f"file{'s' * (readable != 1)}; training needs at least 3 (one each for train, valid and test)")
+                f"file{'s' * (readable != 1)}; a folder needs at least 3 (one each for train, valid and test)")
     return (f"the {split} split of folder is empty: put at least one file in {Path(root) / split}, "
             "or remove the train/ valid/ test/ subfolders to let a seeded split choose")
 

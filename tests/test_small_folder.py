@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import scale_piece, write_midi
-from musicrnn import train
+from musicrnn import evaluate, train
 from musicrnn.corpora import load_folder
 from musicrnn.splits import split_names
 
@@ -62,13 +62,19 @@ def test_statistics_command_prints_every_split(tmp_path):
             assert any(table[s].split()[-1] == rows for s in table)
 
 
-def test_train_on_four_files(tmp_path, monkeypatch):
+def test_train_on_four_files_then_evaluate_on_two(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     root = small_folder(tmp_path / "songs", 4)
     assert train.main(["--data.dataset", "folder", "--data.root", str(root), "--model.hidden", "8",
                        "--trainer.max_epochs", "1", "--run_name", "small",
                        "--trainer.enable_progress_bar", "false"]) == 0
     assert (tmp_path / "checkpoints" / "small" / "summary.json").is_file()
+    two = small_folder(tmp_path / "two", 2)
+    capsys.readouterr()
+    assert evaluate.main([str(tmp_path / "checkpoints" / "small" / "model.ckpt"), "--dataset", "folder",
+                          "--root", str(two)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the ") and "2 readable files" in err[0]
 
 
 def test_train_on_two_files_says_what_is_needed(tmp_path, monkeypatch, capsys):

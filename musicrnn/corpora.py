@@ -181,11 +181,12 @@ def benchmark_path(dataset: str, root: str | None, data_dir: Path) -> Path:
 
 
 # ---------------------------------------------------------------- files parsed in parallel
-def _parse_chorale(name: str, frames_per_beat: int, transpose_to_c: bool):
+def _parse_chorale(name: str, frames_per_beat: int, transpose_to_c: bool, sample_at: float | None = None):
     from music21 import corpus
 
     try:
-        return score_to_roll(corpus.parse(name, forceSource=True), frames_per_beat, transpose_to_c)
+        return score_to_roll(corpus.parse(name, forceSource=True), frames_per_beat, transpose_to_c,
+                             sample_at=sample_at)
     except Exception as e:  # a value, so one bad chorale never stops the pool
         return PianorollError(f"{name}: {e}")
 
@@ -230,13 +231,14 @@ def _parse_all(func, items: list[str], what: str, workers: int | None = None) ->
     return results
 
 
-def load_bach(frames_per_beat: int, transpose_to_c: bool, seed: int) -> dict[str, list[np.ndarray]]:
+def load_bach(frames_per_beat: int, transpose_to_c: bool, seed: int,
+              sample_at: float | None = None) -> dict[str, list[np.ndarray]]:
     """The Bach chorales inside music21's wheel (371, Riemenschneider numbering)."""
     from music21 import corpus
 
     names = list(corpus.chorales.Iterator(returnType="filename"))
-    rolls = _parse_all(partial(_parse_chorale, frames_per_beat=frames_per_beat,
-                               transpose_to_c=transpose_to_c), names, "Bach chorales (music21)")
+    rolls = _parse_all(partial(_parse_chorale, frames_per_beat=frames_per_beat, transpose_to_c=transpose_to_c,
+                               sample_at=sample_at), names, "Bach chorales (music21)")
     out = {s: [] for s in SPLITS}
     for name, r in zip(names, rolls):
         if isinstance(r, Exception):
@@ -273,7 +275,8 @@ def list_music_files(root: Path) -> tuple[list[tuple[str, Path]], tempfile.Tempo
 
 
 def load_folder(root: str | None, frames_per_beat: int, fs: float | None, transpose_to_c: bool,
-                seed: int, warn=print, workers: int | None = None) -> dict[str, list[np.ndarray]]:
+                seed: int, warn=print, workers: int | None = None,
+                sample_at: float | None = None) -> dict[str, list[np.ndarray]]:
     """Every readable file under ``root``; ``train/ valid/ test/`` subfolders give the split if present.
 
     An unreadable file is skipped with one warning line; no readable file at all is an error.
@@ -288,7 +291,7 @@ def load_folder(root: str | None, frames_per_beat: int, fs: float | None, transp
         if not files:
             raise CorpusError(f"{root} holds no MIDI, ABC, MusicXML or Humdrum files")
         results = _parse_all(partial(_parse_file, frames_per_beat=frames_per_beat, fs=fs,
-                                     transpose_to_c=transpose_to_c), [str(p) for _, p in files],
+                                     transpose_to_c=transpose_to_c, sample_at=sample_at), [str(p) for _, p in files],
                              f"{len(files)} files in {root_path.name}", workers)
     finally:
         if tmp is not None:
@@ -353,8 +356,11 @@ def _load_cache(path: Path) -> dict[str, list[np.ndarray]]:
 
 def load_corpus(dataset: str, root: str | None = None, data_dir: str | Path = "data",
                 frames_per_beat: int = 1, fs: float | None = None, transpose_to_c: bool = True,
-                seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """Load (or read from cache) a corpus as ``{split: [roll (time, 88) uint8, ...]}``."""
+                seed: int = 0, sample_at: float | None = None) -> dict[str, list[np.ndarray]]:
+    """Load (or read from cache) a corpus as ``{split: [roll (time, 88) uint8, ...]}``.
+
+    ``sample_at`` (bach, folder): see ``pianoroll.notes_to_roll``; None rounds onsets and offsets.
+    """
     if dataset not in DATASETS:
         raise CorpusError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     data_dir = Path(data_dir)
@@ -363,7 +369,7 @@ def load_corpus(dataset: str, root: str | None = None, data_dir: str | Path = "d
         params = {"dataset": dataset}  # fixed preprocessing: the benchmark as published
     else:
         params = {"dataset": dataset, "frames_per_beat": frames_per_beat, "fs": fs,
-                  "transpose_to_c": transpose_to_c, "seed": seed}
+                  "transpose_to_c": transpose_to_c, "seed": seed, "sample_at": sample_at}
     stamp = _source_stamp(dataset, root if dataset != "bach" else None)
     if dataset in BENCHMARKS:
         stamp = [s for s in stamp if Path(s[0]).name == BENCHMARKS[dataset] + ".pickle"]
@@ -377,8 +383,8 @@ def load_corpus(dataset: str, root: str | None = None, data_dir: str | Path = "d
     if dataset in BENCHMARKS:
         corpus = load_benchmark_pickle(Path(root) / (BENCHMARKS[dataset] + ".pickle"))
     elif dataset == "bach":
-        corpus = load_bach(frames_per_beat, transpose_to_c, seed)
+        corpus = load_bach(frames_per_beat, transpose_to_c, seed, sample_at)
     else:
-        corpus = load_folder(root, frames_per_beat, fs, transpose_to_c, seed)
+        corpus = load_folder(root, frames_per_beat, fs, transpose_to_c, seed, sample_at=sample_at)
     _save_cache(cache, corpus)
     return corpus

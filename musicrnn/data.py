@@ -155,6 +155,9 @@ class PianorollDataModule(L.LightningDataModule):
         frames_per_beat: frames per quarter note for bach and folder (the benchmarks are fixed).
         fs: fixed frames per second for MIDI folders instead of beat-aligned frames.
         transpose_to_c: move each bach/folder piece to C major / C minor, as the benchmarks are.
+        sample_at: bach/folder frames hold the notes sounding at the instant ``frame + sample_at`` (1.5,
+            with frames_per_beat 2, gives the benchmark's own rolls from Nottingham's or Piano-midi.de's
+            MIDI); unset, onsets and offsets are rounded to the nearest frame and no note vanishes.
         chunk_len: cut training sequences into independent chunks of this many frames.
         augment_transpose: transpose training sequences by up to this many semitones at random.
         seed: seed of the split (folder without split subfolders, bach) and of the batch order.
@@ -164,7 +167,7 @@ class PianorollDataModule(L.LightningDataModule):
     def __init__(self, dataset: str = "bach", root: str | None = None, data_dir: str = "data",
                  batch_size: int = 16, frames_per_beat: int = 1, fs: float | None = None,
                  transpose_to_c: bool = True, chunk_len: int | None = None, augment_transpose: int = 0,
-                 seed: int = 0, num_workers: int = 0):
+                 seed: int = 0, num_workers: int = 0, sample_at: float | None = None):
         super().__init__()
         if dataset not in DATASETS:
             raise CorpusError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -172,6 +175,8 @@ class PianorollDataModule(L.LightningDataModule):
                             ("chunk_len", chunk_len or 1), ("fs", fs or 1)]:
             if value <= 0:
                 raise CorpusError(f"{name} must be positive, got {value}")
+        if sample_at is not None and not 0 <= sample_at < 1e6:
+            raise CorpusError(f"sample_at must be a number of frames from 0, got {sample_at}")
         if root is not None and not Path(root).exists():  # said now, before any training is set up
             raise CorpusError(f"root {root} does not exist")
         self.save_hyperparameters()
@@ -191,7 +196,8 @@ class PianorollDataModule(L.LightningDataModule):
 
     def load(self) -> dict[str, list[np.ndarray]]:
         h = self.hparams
-        return load_corpus(h.dataset, h.root, h.data_dir, h.frames_per_beat, h.fs, h.transpose_to_c, h.seed)
+        return load_corpus(h.dataset, h.root, h.data_dir, h.frames_per_beat, h.fs, h.transpose_to_c, h.seed,
+                           h.sample_at)
 
     def prepare_data(self) -> None:  # once per machine: download and parse into the cache
         self.load()
@@ -259,9 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", help="folder holding '<Name>.pickle' (benchmarks) or the MIDI folder/.zip")
     p.add_argument("--data-dir", default="data", help="downloads and parse cache (default: data)")
     p.add_argument("--frames-per-beat", type=int, default=1)
+    p.add_argument("--sample-at", type=float, help="frames hold the notes sounding at frame + this (1.5: the "
+                                                   "benchmark's rule); default: onsets and offsets rounded")
     args = p.parse_args(argv)
     try:
-        dm = PianorollDataModule(args.dataset, args.root, args.data_dir, frames_per_beat=args.frames_per_beat)
+        dm = PianorollDataModule(args.dataset, args.root, args.data_dir, frames_per_beat=args.frames_per_beat,
+                                 sample_at=args.sample_at)
         stats = dm.statistics()
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -194,12 +194,14 @@ def midi_to_roll(
 
 
 def score_to_roll(
-    score, frames_per_beat: int = 4, transpose_to_c: bool = False, max_frames: int = MAX_FRAMES
+    score, frames_per_beat: int = 4, transpose_to_c: bool = False, max_frames: int = MAX_FRAMES,
+    sample_at: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """music21 ``Score``/``Stream`` -> ``(roll (time, 88), notes dropped)``; offsets are in quarters.
 
     Tied notes land in adjacent frames, so they merge by themselves; grace notes (no duration) are
     left out. With ``transpose_to_c`` the key comes from music21's key analysis of the score.
+    ``sample_at``: see ``notes_to_roll``.
     """
     starts, ends, pitches = [], [], []
     for el in score.flatten().notes:
@@ -216,7 +218,7 @@ def score_to_roll(
     if transpose_to_c:
         pitches = pitches + key_shift(score.analyze("key").tonic.pitchClass)
     return notes_to_roll(np.array(starts) * frames_per_beat, np.array(ends) * frames_per_beat, pitches,
-                         max_frames)
+                         max_frames, sample_at)
 
 
 def check_midi_header(path: Path) -> None:
@@ -229,7 +231,7 @@ def check_midi_header(path: Path) -> None:
 
 def file_to_roll(
     path: str | Path, frames_per_beat: int = 4, fs: float | None = None, transpose_to_c: bool = False,
-    max_frames: int = MAX_FRAMES, seconds: float | None = TIME_LIMIT_S,
+    max_frames: int = MAX_FRAMES, seconds: float | None = TIME_LIMIT_S, sample_at: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """Read a MIDI file (pretty_midi) or an ABC / MusicXML / Humdrum file (music21) as a roll.
 
@@ -247,7 +249,7 @@ def file_to_roll(
             check_midi_header(path)
             with time_limit(seconds):  # pretty_midi refuses > 1e7 ticks before allocating its tick table
                 return midi_to_roll(pretty_midi.PrettyMIDI(str(path)), frames_per_beat, fs, transpose_to_c,
-                                    max_frames)
+                                    max_frames, sample_at)
         if suffix in MUSIC21_SUFFIXES:
             if fs is not None:
                 raise PianorollError("fixed-rate frames need MIDI timing; use frames_per_beat")
@@ -255,7 +257,7 @@ def file_to_roll(
 
             with time_limit(seconds):
                 score = music21.converter.parse(str(path), forceSource=True)
-                return score_to_roll(score, frames_per_beat, transpose_to_c, max_frames)
+                return score_to_roll(score, frames_per_beat, transpose_to_c, max_frames, sample_at)
     except PianorollError as e:
         raise PianorollError(f"{path.name}: {e}") from None
     except MemoryError:  # the loader's workers run under a memory cap (corpora.limit_memory)

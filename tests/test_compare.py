@@ -110,3 +110,15 @@ def test_frame_jaccard_counts_a_length_difference():
     assert frame_jaccard(a, a) == 1.0
     assert frame_jaccard(a, a[:2]) == 0.5
     assert frame_jaccard(a[:0], a[:0]) == 1.0
+
+
+def test_folder_with_benchmark_sampling_gives_the_benchmark_rolls(made_up, tmp_path):
+    from musicrnn.corpora import load_benchmark_pickle, load_corpus
+
+    corpus = load_corpus("folder", str(made_up), tmp_path / "data", frames_per_beat=2, sample_at=1.5)
+    bench = load_benchmark_pickle(tmp_path / "Made-up.pickle")["train"]
+    rolls = dict(zip(["am", "blank", "c", "d", "odd"], corpus["train"]))  # sorted by name; broken skipped
+    for name, index in (("c", 0), ("d", 1), ("am", 2)):
+        np.testing.assert_array_equal(rolls[name], bench[index])
+    rounded = load_corpus("folder", str(made_up), tmp_path / "data", frames_per_beat=2)
+    assert len(rounded["train"][2]) == len(rolls["c"]) + 1  # rounding keeps the first frame

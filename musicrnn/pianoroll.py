@@ -141,7 +141,7 @@ def estimate_tonic(pitches: np.ndarray, durations: np.ndarray) -> int:
     Payne key profiles (Temperley 2007, as in music21's ``TemperleyKostkaPayne``), each rotated to every
     tonic. Measured against the transposition the benchmark applied (see the README), it agrees on
     1,021/1,037 Nottingham and 118/123 Piano-midi.de files; the files' first key signature agrees on
-    935 and 67 (its mode flag is often wrong, and Nottingham's modal tunes carry the signature of their
+    935 and 69 (its mode flag is often wrong, and Nottingham's modal tunes carry the signature of their
     major scale), the Krumhansl-Schmuckler profiles on 918 and 96.
     """
     weight = np.bincount(np.asarray(pitches, dtype=np.int64) % 12, weights=durations, minlength=12)

@@ -25,13 +25,13 @@ from musicrnn.atomic import atomic_write
 from musicrnn.errors import MusicrnnError
 from musicrnn.pianoroll import (FRAMES_PER_BEAT, MAX_FRAMES, MIDI_SUFFIXES, MUSIC21_SUFFIXES, NUM_PITCHES, PITCH_HI,
                                 PITCH_LO, PianorollError, file_to_roll, score_to_roll)
+from musicrnn.splits import SPLITS, split_names, split_of
 
-SPLITS = ("train", "valid", "test")
 BENCHMARKS = {"jsb": "JSB Chorales", "nottingham": "Nottingham", "musedata": "MuseData",
               "piano-midi": "Piano-midi.de"}
 DATASETS = ("bach", *BENCHMARKS, "folder")
 BENCHMARK_URL = "http://www-etud.iro.umontreal.ca/~boulanni/{}.pickle"
-CACHE_VERSION = 1
+CACHE_VERSION = 3  # 2: small folders fill every split; 3: MIDI keys from the notes alone
 # The published pickles are at most 4 MB and 400k frames. Memo references let a small pickle name the
 # same frame millions of times, so the frames are counted, not just the bytes.
 MAX_PICKLE_BYTES = 32 << 20
@@ -180,17 +180,12 @@ def benchmark_path(dataset: str, root: str | None, data_dir: Path) -> Path:
 
 
 # ---------------------------------------------------------------- files parsed in parallel
-def split_of(name: str, seed: int = 0, valid: float = 0.1, test: float = 0.1) -> str:
-    """A fixed split from the file's name alone, so it never depends on listing order."""
-    u = int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:8], 16) / 16**8
-    return "test" if u < test else "valid" if u < test + valid else "train"
-
-
-def _parse_chorale(name: str, frames_per_beat: int, transpose_to_c: bool):
+def _parse_chorale(name: str, frames_per_beat: int, transpose_to_c: bool, sample_at: float | None = None):
     from music21 import corpus
 
     try:
-        return score_to_roll(corpus.parse(name, forceSource=True), frames_per_beat, transpose_to_c)
+        return score_to_roll(corpus.parse(name, forceSource=True), frames_per_beat, transpose_to_c,
+                             sample_at=sample_at)
     except Exception as e:  # a value, so one bad chorale never stops the pool
         return PianorollError(f"{name}: {e}")
 
@@ -235,13 +230,14 @@ def _parse_all(func, items: list[str], what: str, workers: int | None = None) ->
     return results
 
 
-def load_bach(frames_per_beat: int, transpose_to_c: bool, seed: int) -> dict[str, list[np.ndarray]]:
+def load_bach(frames_per_beat: int, transpose_to_c: bool, seed: int,
+              sample_at: float | None = None) -> dict[str, list[np.ndarray]]:
     """The Bach chorales inside music21's wheel (371, Riemenschneider numbering)."""
     from music21 import corpus
 
     names = list(corpus.chorales.Iterator(returnType="filename"))
-    rolls = _parse_all(partial(_parse_chorale, frames_per_beat=frames_per_beat,
-                               transpose_to_c=transpose_to_c), names, "Bach chorales (music21)")
+    rolls = _parse_all(partial(_parse_chorale, frames_per_beat=frames_per_beat, transpose_to_c=transpose_to_c,
+                               sample_at=sample_at), names, "Bach chorales (music21)")
     out = {s: [] for s in SPLITS}
     for name, r in zip(names, rolls):
         if isinstance(r, Exception):
@@ -278,7 +274,8 @@ def list_music_files(root: Path) -> tuple[list[tuple[str, Path]], tempfile.Tempo
 
 
 def load_folder(root: str | None, frames_per_beat: int, fs: float | None, transpose_to_c: bool,
-                seed: int, warn=print, workers: int | None = None) -> dict[str, list[np.ndarray]]:
+                seed: int, warn=print, workers: int | None = None,
+                sample_at: float | None = None) -> dict[str, list[np.ndarray]]:
     """Every readable file under ``root``; ``train/ valid/ test/`` subfolders give the split if present.
 
     An unreadable file is skipped with one warning line; no readable file at all is an error.
@@ -293,22 +290,26 @@ def load_folder(root: str | None, frames_per_beat: int, fs: float | None, transp
         if not files:
             raise CorpusError(f"{root} holds no MIDI, ABC, MusicXML or Humdrum files")
         results = _parse_all(partial(_parse_file, frames_per_beat=frames_per_beat, fs=fs,
-                                     transpose_to_c=transpose_to_c), [str(p) for _, p in files],
+                                     transpose_to_c=transpose_to_c, sample_at=sample_at), [str(p) for _, p in files],
                              f"{len(files)} files in {root_path.name}", workers)
     finally:
         if tmp is not None:
             tmp.cleanup()
     named_split = any(set(Path(n).parts[:-1]) & set(SPLITS) for n, _ in files)
-    out = {s: [] for s in SPLITS}
-    failed = 0
+    readable = []
     for (name, _), r in zip(files, results):
         if isinstance(r, Exception):
-            failed += 1
             warn(f"warning: skipped {name}: {str(r).split(': ', 1)[-1]}")
-            continue
-        parts = set(Path(name).parts[:-1]) & set(SPLITS)
-        split = (parts.pop() if parts else "train") if named_split else split_of(name, seed)
-        out[split].append(r[0])
+        else:
+            readable.append((name, r[0]))
+    failed = len(files) - len(readable)
+    if named_split:
+        splits = [next(iter(set(Path(n).parts[:-1]) & set(SPLITS)), "train") for n, _ in readable]
+    else:  # only the readable files are split, so a corrupt file never takes a split's only place
+        splits = split_names([n for n, _ in readable], seed)
+    out = {s: [] for s in SPLITS}
+    for split, (_, roll) in zip(splits, readable):
+        out[split].append(roll)
     if failed == len(files):
         raise CorpusError(f"none of the {len(files)} files in {root} could be read")
     if failed:
@@ -350,8 +351,11 @@ def _load_cache(path: Path) -> dict[str, list[np.ndarray]]:
 
 def load_corpus(dataset: str, root: str | None = None, data_dir: str | Path = "data",
                 frames_per_beat: int = FRAMES_PER_BEAT, fs: float | None = None, transpose_to_c: bool = True,
-                seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """Load (or read from cache) a corpus as ``{split: [roll (time, 88) uint8, ...]}``."""
+                seed: int = 0, sample_at: float | None = None) -> dict[str, list[np.ndarray]]:
+    """Load (or read from cache) a corpus as ``{split: [roll (time, 88) uint8, ...]}``.
+
+    ``sample_at`` (bach, folder): see ``pianoroll.notes_to_roll``; None rounds onsets and offsets.
+    """
     if dataset not in DATASETS:
         raise CorpusError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     data_dir = Path(data_dir)
@@ -360,7 +364,7 @@ def load_corpus(dataset: str, root: str | None = None, data_dir: str | Path = "d
         params = {"dataset": dataset}  # fixed preprocessing: the benchmark as published
     else:
         params = {"dataset": dataset, "frames_per_beat": frames_per_beat, "fs": fs,
-                  "transpose_to_c": transpose_to_c, "seed": seed}
+                  "transpose_to_c": transpose_to_c, "seed": seed, "sample_at": sample_at}
     stamp = _source_stamp(dataset, root if dataset != "bach" else None)
     if dataset in BENCHMARKS:
         stamp = [s for s in stamp if Path(s[0]).name == BENCHMARKS[dataset] + ".pickle"]
@@ -374,8 +378,8 @@ def load_corpus(dataset: str, root: str | None = None, data_dir: str | Path = "d
     if dataset in BENCHMARKS:
         corpus = load_benchmark_pickle(Path(root) / (BENCHMARKS[dataset] + ".pickle"))
     elif dataset == "bach":
-        corpus = load_bach(frames_per_beat, transpose_to_c, seed)
+        corpus = load_bach(frames_per_beat, transpose_to_c, seed, sample_at)
     else:
-        corpus = load_folder(root, frames_per_beat, fs, transpose_to_c, seed)
+        corpus = load_folder(root, frames_per_beat, fs, transpose_to_c, seed, sample_at=sample_at)
     _save_cache(cache, corpus)
     return corpus

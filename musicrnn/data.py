@@ -1,6 +1,8 @@
 """``PianorollDataModule``: a corpus as padded ``(batch, time, 88)`` batches with a ``(batch, time)`` mask.
 
-Run ``python -m musicrnn.data NAME [--root DIR]`` to print a corpus's statistics.
+Run ``python -m musicrnn.data NAME [--root DIR]`` to print a corpus's statistics, and
+``python -m musicrnn.data compare ROOT --benchmark PICKLE`` to compare MIDI files with a benchmark
+(``musicrnn.compare``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from musicrnn import compare
 from musicrnn.cli import ArgumentParser, run_command
 from musicrnn.corpora import DATASETS, SPLITS, CorpusError, load_corpus
 from musicrnn.pianoroll import FRAMES_PER_BEAT, NUM_PITCHES, rolls_to_stats
@@ -129,6 +132,18 @@ def collate(rolls: list[torch.Tensor], max_shift: int = 0) -> dict[str, torch.Te
     return {"x": x, "mask": mask}
 
 
+def empty_split_message(split: str, dataset: str, root: str | None, corpus: dict) -> str:
+    """One line saying which split is empty and what would fill it."""
+    if dataset != "folder":
+        return f"the {split} split of {dataset} is empty"
+    readable = sum(len(rolls) for rolls in corpus.values())
+    if readable < len(SPLITS):
+        return (f"the {split} split of folder is empty: {root} has {readable} readable "
+                f"file{'s' * (readable != 1)}; a folder needs at least 3 (one each for train, valid and test)")
+    return (f"the {split} split of folder is empty: put at least one file in {Path(root) / split}, "
+            "or remove the train/ valid/ test/ subfolders to let a seeded split choose")
+
+
 class PianorollDataModule(L.LightningDataModule):
     """Piano-roll corpora for sequence models.
 
@@ -142,6 +157,9 @@ class PianorollDataModule(L.LightningDataModule):
         frames_per_beat: frames per quarter note for bach and folder (the benchmarks are fixed).
         fs: fixed frames per second for MIDI folders instead of beat-aligned frames.
         transpose_to_c: move each bach/folder piece to C major / C minor, as the benchmarks are.
+        sample_at: bach/folder frames hold the notes sounding at the instant ``frame + sample_at`` (1.5,
+            with frames_per_beat 2, gives the benchmark's own rolls from Nottingham's or Piano-midi.de's
+            MIDI); unset, onsets and offsets are rounded to the nearest frame and no note vanishes.
         chunk_len: cut training sequences into independent chunks of this many frames.
         augment_transpose: transpose training sequences by up to this many semitones at random.
         seed: seed of the split (folder without split subfolders, bach) and of the batch order.
@@ -151,7 +169,7 @@ class PianorollDataModule(L.LightningDataModule):
     def __init__(self, dataset: str = "bach", root: str | None = None, data_dir: str = "data",
                  batch_size: int = 16, frames_per_beat: int = FRAMES_PER_BEAT, fs: float | None = None,
                  transpose_to_c: bool = True, chunk_len: int | None = None, augment_transpose: int = 0,
-                 seed: int = 0, num_workers: int = 0):
+                 seed: int = 0, num_workers: int = 0, sample_at: float | None = None):
         super().__init__()
         if dataset not in DATASETS:
             raise CorpusError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -159,6 +177,8 @@ class PianorollDataModule(L.LightningDataModule):
                             ("chunk_len", chunk_len or 1), ("fs", fs or 1)]:
             if value <= 0:
                 raise CorpusError(f"{name} must be positive, got {value}")
+        if sample_at is not None and not 0 <= sample_at < 1e6:
+            raise CorpusError(f"sample_at must be a number of frames from 0, got {sample_at}")
         if root is not None and not Path(root).exists():  # said now, before any training is set up
             raise CorpusError(f"root {root} does not exist")
         self.save_hyperparameters()
@@ -178,7 +198,8 @@ class PianorollDataModule(L.LightningDataModule):
 
     def load(self) -> dict[str, list[np.ndarray]]:
         h = self.hparams
-        return load_corpus(h.dataset, h.root, h.data_dir, h.frames_per_beat, h.fs, h.transpose_to_c, h.seed)
+        return load_corpus(h.dataset, h.root, h.data_dir, h.frames_per_beat, h.fs, h.transpose_to_c, h.seed,
+                           h.sample_at)
 
     def prepare_data(self) -> None:  # once per machine: download and parse into the cache
         self.load()
@@ -190,7 +211,7 @@ class PianorollDataModule(L.LightningDataModule):
         self.splits = {s: [torch.from_numpy(r) for r in corpus[s] if len(r)] for s in SPLITS}
         for s in SPLITS:
             if not self.splits[s]:
-                raise CorpusError(f"the {s} split of {self.hparams.dataset} is empty")
+                raise CorpusError(empty_split_message(s, self.hparams.dataset, self.hparams.root, corpus))
         if self.hparams.chunk_len:
             k = self.hparams.chunk_len
             self.splits["train"] = [c for r in self.splits["train"] for c in torch.split(r, k)]
@@ -228,18 +249,25 @@ class PianorollDataModule(L.LightningDataModule):
 
 
 def run(argv: list[str]) -> int:
-    p = ArgumentParser(prog="python -m musicrnn.data", description="Print a corpus's statistics.")
+    if argv[:1] == ["compare"]:
+        return compare.main(argv[1:])
+    p = ArgumentParser(prog="python -m musicrnn.data", description="Print a corpus's statistics, or with "
+                       "'compare' a MIDI folder's agreement with a benchmark (compare --help).")
     p.add_argument("dataset", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--root", help="folder holding '<Name>.pickle' (benchmarks) or the MIDI folder/.zip")
     p.add_argument("--data-dir", default="data", help="downloads and parse cache (default: data)")
     p.add_argument("--frames-per-beat", type=int, default=FRAMES_PER_BEAT)
+    p.add_argument("--sample-at", type=float, help="frames hold the notes sounding at frame + this (1.5: the "
+                                                   "benchmark's rule); default: onsets and offsets rounded")
     args = p.parse_args(argv)
-    dm = PianorollDataModule(args.dataset, args.root, args.data_dir, frames_per_beat=args.frames_per_beat)
+    dm = PianorollDataModule(args.dataset, args.root, args.data_dir, frames_per_beat=args.frames_per_beat,
+                             sample_at=args.sample_at)
     stats = dm.statistics()
     print(f"{'split':<6} {'sequences':>9} {'frames':>9} {'notes':>9} {'polyphony':>9} {'pitches':>9}")
     for s, st in stats.items():
+        pitches = f"{st['pitch_min']:>4}-{st['pitch_max']}" if st["pitch_min"] is not None else f"{'-':>9}"
         print(f"{s:<6} {st['sequences']:>9} {st['frames']:>9} {st['notes']:>9} "
-              f"{st['mean_polyphony']:>9.2f} {st['pitch_min']:>4}-{st['pitch_max']}")
+              f"{st['mean_polyphony']:>9.2f} {pitches}")
     return 0
 
 

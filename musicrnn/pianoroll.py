@@ -33,6 +33,15 @@ MAX_FRAMES = 100_000  # longest roll we build: about 7 hours at 4 frames per sec
 # unread; real MIDI/ABC/MusicXML pieces are far below this.
 MAX_FILE_BYTES = 8 << 20
 TIME_LIMIT_S = 60.0  # per file; a hostile file can send a parser into a very long loop
+# Temperley-Kostka-Payne key profiles (major, minor), tonic first: how much each scale degree sounds.
+KEY_PROFILES = np.array([[0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400],
+                         [0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330]])
+# The benchmark's frame k is the instant k + 1.5 frames: the notes sounding in the middle of the next
+# frame, so the first frame of each piece is left out. Measured on the MIDI of Nottingham and
+# Piano-midi.de (eighth-note frames, the benchmark's own transposition): frame k + 1.5 gives frame
+# Jaccard >= 0.9 for 1,037/1,037 and 123/123 files; rounding onsets and offsets to the nearest frame and
+# dropping the first frame, 1,009 and 48; the instant k + 1 (a frame's start), 964 and 75.
+BENCHMARK_SAMPLE_AT = 1.5
 
 
 class PianorollError(MusicrnnError):
@@ -74,24 +83,33 @@ def time_limit(seconds: float | None):
 
 
 def notes_to_roll(
-    starts: np.ndarray, ends: np.ndarray, pitches: np.ndarray, max_frames: int = MAX_FRAMES
+    starts: np.ndarray, ends: np.ndarray, pitches: np.ndarray, max_frames: int = MAX_FRAMES,
+    sample_at: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """Notes given in frame units -> ``(roll (time, 88) uint8, notes dropped as out of range)``.
 
-    Onsets and offsets are rounded to the nearest frame; a note shorter than one frame still
-    gets one frame, so no note vanishes.
+    By default onsets and offsets are rounded to the nearest frame and a note shorter than one frame
+    still gets one frame, so no note vanishes. With ``sample_at`` frame ``k`` instead holds the notes
+    sounding at the instant ``k + sample_at`` (``start < k + sample_at <= end``); short notes between two
+    instants vanish. ``BENCHMARK_SAMPLE_AT`` reproduces the benchmark's rolls.
     """
-    starts = np.rint(np.asarray(starts, dtype=np.float64))
-    ends = np.rint(np.asarray(ends, dtype=np.float64))
+    starts = np.asarray(starts, dtype=np.float64)
+    ends = np.asarray(ends, dtype=np.float64)
     pitches = np.asarray(pitches, dtype=np.int64)
     if not (np.isfinite(starts).all() and np.isfinite(ends).all()):
         raise PianorollError("note times are not finite")
+    if sample_at is None:
+        starts, ends = np.rint(starts), np.rint(ends)
+    else:  # first and one past the last k with start < k + sample_at <= end; the tolerance absorbs the
+        # rounding of times computed from seconds, so a note on the grid lands where its ticks put it
+        starts = np.floor(starts - sample_at + 1e-6) + 1
+        ends = np.floor(ends - sample_at + 1e-6) + 1
     inside = (pitches >= PITCH_LO) & (pitches <= PITCH_HI)
     dropped = int((~inside).sum())
     starts, ends, pitches = starts[inside], ends[inside], pitches[inside]
     starts = np.maximum(starts, 0)
-    ends = np.maximum(ends, starts + 1)
-    length = int(ends.max()) if len(ends) else 0
+    ends = np.maximum(ends, starts + 1 if sample_at is None else starts)  # a negative end would wrap around
+    length = max(int(ends.max()), 0) if len(ends) else 0
     if length > max_frames:
         raise PianorollError(f"piece would be {length} frames long, over the limit of {max_frames}")
     roll = np.zeros((length, NUM_PITCHES), dtype=np.uint8)
@@ -122,26 +140,28 @@ def key_shift(tonic_pitch_class: int) -> int:
 
 
 def estimate_tonic(pitches: np.ndarray, durations: np.ndarray) -> int:
-    """Tonic pitch class from music21's Krumhansl-Schmuckler key analysis of the notes."""
-    from music21 import analysis, note, stream
+    """Tonic pitch class of the best-fitting of the 24 major/minor keys for the notes.
 
+    The fit is the correlation of the duration-weighted pitch-class histogram with the Temperley-Kostka-
+    Payne key profiles (Temperley 2007, as in music21's ``TemperleyKostkaPayne``), each rotated to every
+    tonic. Measured against the transposition the benchmark applied (see the README), it agrees on
+    1,021/1,037 Nottingham and 118/123 Piano-midi.de files; the files' first key signature agrees on
+    935 and 69 (its mode flag is often wrong, and Nottingham's modal tunes carry the signature of their
+    major scale), the Krumhansl-Schmuckler profiles on 918 and 96.
+    """
     weight = np.bincount(np.asarray(pitches, dtype=np.int64) % 12, weights=durations, minlength=12)
-    s = stream.Stream()
-    for pc in np.flatnonzero(weight > 0):  # one note per pitch class, as long as all of them
-        s.append(note.Note(60 + int(pc), quarterLength=max(float(weight[pc]), 1e-3)))
-    return analysis.discrete.KrumhanslSchmuckler().getSolution(s).tonic.pitchClass
+    if np.ptp(weight) == 0:  # no pitch class stands out: correlations are undefined
+        return 0
+    profiles = np.stack([np.roll(KEY_PROFILES, tonic, axis=1) for tonic in range(12)], axis=1)  # (2, 12, 12)
+    fit = np.array([[np.corrcoef(weight, p)[0, 1] for p in mode] for mode in profiles])  # (mode, tonic)
+    return int(np.argmax(fit.max(axis=0)))
 
 
-def midi_to_roll(
-    pm, frames_per_beat: int | None = FRAMES_PER_BEAT, fs: float | None = None, transpose_to_c: bool = False,
-    max_frames: int = MAX_FRAMES,
-) -> tuple[np.ndarray, int]:
-    """``pretty_midi.PrettyMIDI`` -> ``(roll (time, 88), notes dropped)``.
+def midi_to_notes(pm, frames_per_beat: int | None = FRAMES_PER_BEAT, fs: float | None = None):
+    """``pretty_midi.PrettyMIDI`` -> ``(starts, ends, pitches, seconds)`` of every non-drum note.
 
-    All non-drum instruments are merged. With ``fs`` the frames are fixed-rate, otherwise there are
-    ``frames_per_beat`` frames per quarter note following the file's tempo changes. With
-    ``transpose_to_c`` the piece moves to C major / C minor, the key taken from the first key
-    signature in the file or, when there is none, estimated from the notes.
+    ``starts`` and ``ends`` are in frames: ``fs`` per second, or else ``frames_per_beat`` per quarter note
+    following the file's tempo changes; ``seconds`` are the notes' durations in seconds.
     """
     notes = [n for inst in pm.instruments if not inst.is_drum for n in inst.notes]
     if not notes:
@@ -149,6 +169,7 @@ def midi_to_roll(
     starts = np.array([n.start for n in notes])
     ends = np.array([n.end for n in notes])
     pitches = np.array([n.pitch for n in notes])
+    seconds = ends - starts
     if fs is not None:
         starts, ends = starts * fs, ends * fs
     else:
@@ -157,22 +178,35 @@ def midi_to_roll(
             raise PianorollError("the tempo map has non-positive or non-finite tempi")
         starts = seconds_to_quarters(starts, tempo_times, qpm) * frames_per_beat
         ends = seconds_to_quarters(ends, tempo_times, qpm) * frames_per_beat
+    return starts, ends, pitches, seconds
+
+
+def midi_to_roll(
+    pm, frames_per_beat: int | None = FRAMES_PER_BEAT, fs: float | None = None, transpose_to_c: bool = False,
+    max_frames: int = MAX_FRAMES, sample_at: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """``pretty_midi.PrettyMIDI`` -> ``(roll (time, 88), notes dropped)``.
+
+    All non-drum instruments are merged. With ``fs`` the frames are fixed-rate, otherwise there are
+    ``frames_per_beat`` frames per quarter note following the file's tempo changes. With
+    ``transpose_to_c`` the piece moves to C major / C minor by the smallest interval, the key estimated
+    from the notes (``estimate_tonic``; key signatures are not used). ``sample_at``: see ``notes_to_roll``.
+    """
+    starts, ends, pitches, seconds = midi_to_notes(pm, frames_per_beat, fs)
     if transpose_to_c:
-        if pm.key_signature_changes:
-            tonic = pm.key_signature_changes[0].key_number % 12  # 0-11 major, 12-23 minor
-        else:
-            tonic = estimate_tonic(pitches, ends - starts)
-        pitches = pitches + key_shift(tonic)
-    return notes_to_roll(starts, ends, pitches, max_frames)
+        pitches = pitches + key_shift(estimate_tonic(pitches, seconds))
+    return notes_to_roll(starts, ends, pitches, max_frames, sample_at)
 
 
 def score_to_roll(
-    score, frames_per_beat: int = FRAMES_PER_BEAT, transpose_to_c: bool = False, max_frames: int = MAX_FRAMES
+    score, frames_per_beat: int = FRAMES_PER_BEAT, transpose_to_c: bool = False, max_frames: int = MAX_FRAMES,
+    sample_at: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """music21 ``Score``/``Stream`` -> ``(roll (time, 88), notes dropped)``; offsets are in quarters.
 
     Tied notes land in adjacent frames, so they merge by themselves; grace notes (no duration) are
     left out. With ``transpose_to_c`` the key comes from music21's key analysis of the score.
+    ``sample_at``: see ``notes_to_roll``.
     """
     starts, ends, pitches = [], [], []
     for el in score.flatten().notes:
@@ -189,7 +223,7 @@ def score_to_roll(
     if transpose_to_c:
         pitches = pitches + key_shift(score.analyze("key").tonic.pitchClass)
     return notes_to_roll(np.array(starts) * frames_per_beat, np.array(ends) * frames_per_beat, pitches,
-                         max_frames)
+                         max_frames, sample_at)
 
 
 def check_midi_header(path: Path) -> None:
@@ -202,7 +236,7 @@ def check_midi_header(path: Path) -> None:
 
 def file_to_roll(
     path: str | Path, frames_per_beat: int = FRAMES_PER_BEAT, fs: float | None = None, transpose_to_c: bool = False,
-    max_frames: int = MAX_FRAMES, seconds: float | None = TIME_LIMIT_S,
+    max_frames: int = MAX_FRAMES, seconds: float | None = TIME_LIMIT_S, sample_at: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """Read a MIDI file (pretty_midi) or an ABC / MusicXML / Humdrum file (music21) as a roll.
 
@@ -220,7 +254,7 @@ def file_to_roll(
             check_midi_header(path)
             with time_limit(seconds):  # pretty_midi refuses > 1e7 ticks before allocating its tick table
                 return midi_to_roll(pretty_midi.PrettyMIDI(str(path)), frames_per_beat, fs, transpose_to_c,
-                                    max_frames)
+                                    max_frames, sample_at)
         if suffix in MUSIC21_SUFFIXES:
             if fs is not None:
                 raise PianorollError("fixed-rate frames need MIDI timing; use frames_per_beat")
@@ -228,7 +262,7 @@ def file_to_roll(
 
             with time_limit(seconds):
                 score = music21.converter.parse(str(path), forceSource=True)
-                return score_to_roll(score, frames_per_beat, transpose_to_c, max_frames)
+                return score_to_roll(score, frames_per_beat, transpose_to_c, max_frames, sample_at)
     except PianorollError as e:
         raise PianorollError(f"{path.name}: {e}") from None
     except MemoryError:  # the loader's workers run under a memory cap (corpora.limit_memory)

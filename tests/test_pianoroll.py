@@ -9,8 +9,9 @@ import pytest
 from conftest import scale_piece, write_midi
 from musicrnn import generate
 from musicrnn.data import PianorollDataModule
-from musicrnn.pianoroll import (NUM_PITCHES, PITCH_LO, PianorollError, file_to_roll, key_shift, midi_to_roll,
-                                roll_to_midi, roll_to_onsets, rolls_to_stats, seconds_to_quarters)
+from musicrnn.pianoroll import (NUM_PITCHES, PITCH_LO, PianorollError, estimate_tonic, file_to_roll, key_shift,
+                                midi_to_roll, notes_to_roll, roll_to_midi, roll_to_onsets, rolls_to_stats,
+                                seconds_to_quarters)
 
 
 def test_beat_aligned_roll_has_the_written_notes(tmp_path):
@@ -135,3 +136,39 @@ def test_pitch_range_is_written_once():
              for n in ast.walk(ast.parse(p.read_text()))
              if isinstance(n, ast.Constant) and type(n.value) is int and n.value in (NUM_PITCHES, PITCH_LO)]
     assert found == []
+
+
+A_MINOR = [(69, 0, 1), (71, 1, 2), (72, 2, 3), (74, 3, 4), (76, 4, 6), (72, 6, 7), (68, 7, 8), (69, 8, 12),
+           (45, 0, 12), (52, 4, 8)]  # melody with its leading tone G#, over A and E in the bass
+
+
+@pytest.mark.parametrize("notes, key_number, shift", [
+    (A_MINOR, 0, 3),               # A minor written with C major's signature: up a minor third to C minor
+    (A_MINOR, None, 3),            # no signature at all
+    (scale_piece(offset=2), 11, -2),  # D major with a B major signature: the notes decide
+    ([(p + 5, s, e) for p, s, e in A_MINOR], 5, -2),  # D minor with F major's signature: down a tone
+])
+def test_key_from_the_notes_not_the_signature(tmp_path, notes, key_number, shift):
+    path = write_midi(tmp_path / "k.mid", notes, key_number=key_number)
+    roll, _ = file_to_roll(path, frames_per_beat=1, transpose_to_c=True)
+    plain, _ = file_to_roll(path, frames_per_beat=1)
+    np.testing.assert_array_equal(roll, np.roll(plain, shift, axis=1))
+    assert plain.sum() == roll.sum()  # nothing pushed off the keyboard
+
+
+def test_estimate_tonic_profiles():
+    c_major_chord = np.array([60, 64, 67])
+    assert estimate_tonic(c_major_chord + 7, np.ones(3)) == 7
+    assert estimate_tonic(np.array([57, 60, 64]), np.array([4.0, 1, 1])) == 9  # A held under C E: A minor
+    assert estimate_tonic(np.arange(60, 72), np.ones(12)) == 0  # no pitch class stands out: C, by rule
+
+
+def test_benchmark_sampling_keeps_the_notes_sounding_mid_frame():
+    # (start, end) in frames; frame k holds the notes with start < k + 1.5 <= end
+    starts, ends = np.array([0, 1, 2.2, 3, 5.6]), np.array([1, 3, 2.4, 4.5, 5.9])
+    roll, dropped = notes_to_roll(starts, ends, np.array([60, 62, 64, 65, 67]), sample_at=1.5)
+    expected = np.zeros((5, 88), np.uint8)  # the piece lasts past the instant 5.5 of frame 4
+    expected[0:2, 62 - 21] = 1  # instants 1.5 and 2.5; the note in frame 0 is before the first instant
+    expected[2:4, 65 - 21] = 1  # instants 3.5 and 4.5: the end counts, the start does not
+    np.testing.assert_array_equal(roll, expected)  # 64 and 67 fall between two instants
+    assert dropped == 0

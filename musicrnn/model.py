@@ -89,8 +89,9 @@ class SequenceModel(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, mask = batch["x"], batch["mask"]  # (batch, time, 88), (batch, time)
+        inputs = batch.get("inputs", x)  # the frames the core reads: x, or ScheduledSampling's mix
         if self.automatic_optimization:
-            cond, _ = self.core(x)
+            cond, _ = self.core(inputs)
             loss, logp = self.loss(cond, x, mask)
             self._log_train(loss, [logp], [mask])
             return loss
@@ -102,7 +103,7 @@ class SequenceModel(L.LightningModule):
             xc, mc = x[:, start:start + k], mask[:, start:start + k]
             if not mc.any():  # only padding left
                 break
-            cond, state = self.core(xc, state)
+            cond, state = self.core(inputs[:, start:start + k], state)
             loss, logp = self.loss(cond, xc, mc)
             opt.zero_grad()
             self.manual_backward(loss)

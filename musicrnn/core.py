@@ -44,7 +44,8 @@ class RecurrentCore(nn.Module):
         dropout: dropout on the core's outputs.
         norm: none; layer: layer normalisation (Ba, Kiros & Hinton 2016) of each gate's pre-activation,
             statistics per frame over its ``hidden`` units, gain and bias shared over time, after the
-            weight products and before the non-linearity; weight: weight normalisation (Salimans &
+            weight products and before the non-linearity (and of the LSTM's cell state before its
+            tanh, as Ba et al. do); weight: weight normalisation (Salimans &
             Kingma 2016) of the input and recurrent matrices, ``W = g V / ||V||`` row by row.
         variational_dropout: variational (time-locked) dropout (Gal & Ghahramani 2016): one mask per
             sequence on the input frame and one on the recurrent state ``u_{t-1}`` where it enters the
@@ -106,9 +107,10 @@ class RecurrentCore(nn.Module):
             with torch.no_grad():
                 self.rnn.bias_ih_l0[hidden:2 * hidden].fill_(forget_bias)
                 self.rnn.bias_hh_l0[hidden:2 * hidden].zero_()
-        if norm == "layer":  # per gate: (gates, hidden)
-            self.ln_gain = nn.Parameter(torch.ones(gates, hidden))
-            self.ln_bias = nn.Parameter(torch.zeros(gates, hidden))
+        if norm == "layer":  # per gate, and the LSTM's cell state: (gates (+ 1), hidden)
+            rows = gates + (cell == "lstm")
+            self.ln_gain = nn.Parameter(torch.ones(rows, hidden))
+            self.ln_bias = nn.Parameter(torch.zeros(rows, hidden))
         if norm == "weight":  # g = ||V|| per row: the matrices start as initialised above
             self.gain_ih = nn.Parameter(self.rnn.weight_ih_l0.detach().norm(dim=1))
             self.gain_hh = nn.Parameter(self.rnn.weight_hh_l0.detach().norm(dim=1))
@@ -173,7 +175,7 @@ class RecurrentCore(nn.Module):
             if self.cell == "lstm":
                 i, f, g, o = self._layer_norm(xw[:, t] + hw, slice(0, 4)).chunk(4, dim=-1)
                 c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
+                h = torch.sigmoid(o) * torch.tanh(self._layer_norm(c, slice(4, 5)))
             elif self.cell == "gru":  # PyTorch's GRU: the reset gate multiplies W_hn h + b_hn
                 rz = torch.sigmoid(self._layer_norm(xw[:, t, :2 * H] + hw[:, :2 * H], slice(0, 2)))
                 n = torch.tanh(self._layer_norm(xw[:, t, 2 * H:] + rz[:, :H] * hw[:, 2 * H:], slice(2, 3)))

@@ -103,3 +103,9 @@ class GradientNormSampling(L.Callback):
         batch.update({"x": x[keep.to(x.device), :length], "mask": mask[keep.to(x.device), :length]})
         pl_module.log("train/pool_score", scores.mean(), on_step=True, on_epoch=False, batch_size=1)
         pl_module.log("train/batch_score", scores[keep].mean(), on_step=True, on_epoch=False, batch_size=1)
+
+    def state_dict(self):  # a resumed run draws the same batches
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state_dict):
+        self.generator.set_state(state_dict["generator"])

@@ -149,11 +149,12 @@ def pascanu_omega(w_hh: torch.Tensor, a: torch.Tensor, grad_a: torch.Tensor, cel
     return (ratio - 1).square().mean() if keep.any() else w_hh.sum() * 0
 
 
-def batch_omega(pl_module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def batch_omega(pl_module, x: torch.Tensor, mask: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
     """Omega for a batch ``x (batch, time, 88)``: ``dE/da_t`` from the model's own loss on the batch
-    (without dropout), differentiable in the recurrent matrix."""
+    (without dropout), differentiable in the recurrent matrix; ``inputs``: the frames the core reads, when
+    not ``x`` (``ScheduledSampling``)."""
     core = pl_module.core
-    cond, pre = unrolled(core, x)
+    cond, pre = unrolled(core, x if inputs is None else inputs)
     loss, _ = pl_module.loss(cond, x, mask)
     grads = torch.autograd.grad(loss, pre, allow_unused=True)  # a_{T-1} feeds no scored frame: None
     grads = [torch.zeros_like(a) if g is None else g for a, g in zip(pre, grads)]
@@ -197,6 +198,6 @@ class PascanuRegularizer(L.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         params = [p for p in pl_module.core.parameters() if p.requires_grad]
         with torch.enable_grad():
-            omega = batch_omega(pl_module, self.batch["x"], self.batch["mask"])
+            omega = batch_omega(pl_module, self.batch["x"], self.batch["mask"], self.batch.get("inputs"))
             add_gradient(self.current_weight(trainer.global_step) * omega, params)
         pl_module.log("train/omega", omega.detach(), on_step=True, on_epoch=False, batch_size=1)

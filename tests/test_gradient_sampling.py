@@ -90,3 +90,13 @@ def test_sampler_batches_keep_the_mean_score_in_range(fit_tiny):
         assert low - 1e-6 <= float(score.mean()) <= high + 1e-6
     with pytest.raises(ValueError, match="tanh, relu or sigmoid"):
         fit_tiny(RNN(hidden=4, cell="gru"), [GradientNormSampling()])
+
+
+def test_sampler_state_resumes_its_draws():
+    scores = torch.arange(1.0, 33.0)
+    a = GradientNormSampling(rule="proportional", seed=3)
+    select_by_score(scores, 8, "proportional", generator=a.generator)  # a few draws in
+    b = GradientNormSampling(rule="proportional", seed=99)
+    b.load_state_dict(a.state_dict())
+    draws = [select_by_score(scores, 8, "proportional", generator=s.generator) for s in (a, b)]
+    assert torch.equal(*draws)

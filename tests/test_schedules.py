@@ -15,8 +15,8 @@ def test_teacher_forcing_schedules():
     assert [teacher_forcing_probability(i, "exponential", k=0.5) for i in (0, 1, 3)] == pytest.approx([1, 0.5, 0.125])
     sig = [teacher_forcing_probability(i, "inverse_sigmoid", k=10.0) for i in (0, 10 * math.log(10), 10 ** 6)]
     assert sig == pytest.approx([10 / 11, 0.5, 0.0])
-    for bad in ({"schedule": "cosine"}, {"schedule": "exponential", "k": 1.0}, {"schedule": "inverse_sigmoid", "k": 0.5},
-                {"schedule": "linear", "k": 1.0, "c": 0.0}):
+    for bad in ({"schedule": "cosine"}, {"schedule": "exponential", "k": 1.0},
+                {"schedule": "inverse_sigmoid", "k": 0.5}, {"schedule": "linear", "k": 1.0, "c": 0.0}):
         with pytest.raises(ValueError):
             ScheduledSampling(**bad)
 

@@ -56,12 +56,14 @@ def run(config: Path, args) -> dict:
 
 def command(config: Path, args, name: str) -> list[str]:
     """The ``train.py`` command of one row: the config on ``args.corpus``, early stopping on ``val/nll``
-    appended to the config's callbacks."""
+    and the ``||dL/du_t||`` plot every 10 epochs (the gradient picture, ``runs/<run>/``) appended to the
+    config's callbacks."""
     return ["python", "train.py", "--config", str(config.relative_to(ROOT)), "--data.dataset", args.corpus,
             "--data.root", args.root, "--run_name", name, "--checkpoint_dir", args.checkpoint_dir,
             "--eval_train", "true", "--trainer.max_epochs", str(args.max_epochs),
             "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
-            "--trainer.callbacks.monitor=val/nll", f"--trainer.callbacks.patience={args.patience}"]
+            "--trainer.callbacks.monitor=val/nll", f"--trainer.callbacks.patience={args.patience}",
+            "--trainer.callbacks+=musicrnn.callbacks.HiddenGradientPlot", "--trainer.callbacks.every_n_epochs=10"]
 
 
 def table(rows: list[tuple[Path, dict]]) -> list[str]:
@@ -114,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         "test frame accuracy. C = gradient clipping, L = leaky integration, R = rectifiers, M = simplified",
         "Nesterov momentum; the other rows name one technique of issue 15 on top of SGD+C; each config",
         f"file says its settings. Each row stopped when val/nll had not improved for {args.patience} epochs",
-        f"(at most {args.max_epochs}); the whole ablation took {(time.time() - start) / 60:.0f} min.",
+        f"(at most {args.max_epochs}); the whole ablation took {(time.time() - start) / 60:.0f} min. The gradient",
+        "picture of a row: `runs/<run>/hidden_grad_epoch*.png` (||dL/du_t|| against t) and `train/grad_norm`,",
+        "`train/clip_fraction` in its log.",
         "",
         *table(rows),
         "",

@@ -33,6 +33,8 @@ def test_a_rows_command_trains_on_the_corpus_with_early_stopping(corpus, tmp_pat
     assert len(stop) == 1 and stop[0].monitor == "val/nll" and stop[0].patience == 3
     assert cli.trainer.max_epochs == 7 and cli.datamodule.hparams.dataset == corpus
     assert any(type(c).__name__ == "PascanuRegularizer" for c in cli.trainer.callbacks)  # the config's own kept
+    plots = [c for c in cli.trainer.callbacks if type(c).__name__ == "HiddenGradientPlot"]
+    assert len(plots) == 1 and plots[0].every_n_epochs == 10
 
 
 def test_unknown_corpus_is_refused():

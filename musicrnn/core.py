@@ -49,7 +49,7 @@ class RecurrentCore(nn.Module):
             Kingma 2016) of the input and recurrent matrices, ``W = g V / ||V||`` row by row.
         variational_dropout: variational (time-locked) dropout (Gal & Ghahramani 2016): one mask per
             sequence on the input frame and one on the recurrent state ``u_{t-1}`` where it enters the
-            weight product, the same at every step; a truncated-BPTT chunk draws its own.
+            weight product, the same at every step, and kept from chunk to chunk under truncated BPTT.
         forget_bias: LSTM only: start the forget gate's bias at this value (1.0: Gers, Schmidhuber &
             Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015); None keeps PyTorch's initialisation.
     """
@@ -114,6 +114,7 @@ class RecurrentCore(nn.Module):
         if norm == "weight":  # g = ||V|| per row: the matrices start as initialised above
             self.gain_ih = nn.Parameter(self.rnn.weight_ih_l0.detach().norm(dim=1))
             self.gain_hh = nn.Parameter(self.rnn.weight_hh_l0.detach().norm(dim=1))
+        self.masks = None  # variational dropout's (input, state) masks of the sequence being read
         n_state = 2 if cell == "lstm" else 1
         self.init_state = nn.Parameter(torch.zeros(n_state, hidden), requires_grad=learn_init)
         self.dropout = nn.Dropout(dropout)
@@ -134,13 +135,14 @@ class RecurrentCore(nn.Module):
 
     def forward(self, x: torch.Tensor, state=None):
         """``x (batch, time, input)`` -> ``(cond (batch, time, hidden), state after the last frame)``."""
+        new_sequence = state is None  # else a carried state: the same sequence goes on
         if state is None:
             state = self.initial_state(x.shape[0])
         h0 = state[0] if self.cell == "lstm" else state  # (1, batch, hidden)
         if self.fused:
             out, last = self.rnn(x, state)
         else:
-            out, last = self._loop(x, state)
+            out, last = self._loop(x, state, new_sequence)
         cond = torch.cat([h0.transpose(0, 1), out[:, :-1]], dim=1)  # shift: frame t sees u_{t-1}
         return self.dropout(cond), last
 
@@ -152,19 +154,22 @@ class RecurrentCore(nn.Module):
         a = nn.functional.layer_norm(a.unflatten(-1, (-1, self.hidden)), (self.hidden,))  # (batch, k, hidden)
         return (a * self.ln_gain[gates] + self.ln_bias[gates]).flatten(-2)
 
-    def _variational_masks(self, x: torch.Tensor):
+    def _variational_masks(self, x: torch.Tensor, new_sequence: bool):
         """One dropout mask per sequence for the inputs ``(batch, 1, input)`` and the recurrent state
-        ``(batch, hidden)``, kept for every step; ``(None, None)`` outside training or when off."""
+        ``(batch, hidden)``, kept for every step and, while a state is carried (truncated BPTT), for the
+        sequence's later chunks; ``(None, None)`` outside training or when off."""
         p = self.variational_dropout
         if not (self.training and p):
             return None, None
-        keep = lambda *shape: torch.bernoulli(x.new_full(shape, 1 - p)) / (1 - p)  # noqa: E731
-        return keep(x.shape[0], 1, x.shape[2]), keep(x.shape[0], self.hidden)
+        if new_sequence or self.masks is None or len(self.masks[1]) != len(x):
+            keep = lambda *shape: torch.bernoulli(x.new_full(shape, 1 - p)) / (1 - p)  # noqa: E731
+            self.masks = keep(x.shape[0], 1, x.shape[2]), keep(x.shape[0], self.hidden)
+        return self.masks
 
-    def _loop(self, x: torch.Tensor, state):
+    def _loop(self, x: torch.Tensor, state, new_sequence: bool = True):
         r, H = self.rnn, self.hidden
         h, c = (state[0][0], state[1][0]) if self.cell == "lstm" else (state[0], None)  # (batch, hidden)
-        drop_x, drop_h = self._variational_masks(x)
+        drop_x, drop_h = self._variational_masks(x, new_sequence)
         w_ih, w_hh = self.weights()
         x = x if drop_x is None else x * drop_x
         xw = torch.nn.functional.linear(x, w_ih, r.bias_ih_l0)  # (batch, time, gates * hidden)

@@ -189,6 +189,22 @@ def test_variational_dropout_masks_are_time_locked():
     assert (out != 0).all()
 
 
+def test_variational_dropout_masks_are_kept_across_truncated_bptt_chunks():
+    torch.manual_seed(0)
+    core = RecurrentCore(88, 16, "tanh", variational_dropout=0.5)
+    x = frames(time=10)
+    torch.manual_seed(1)
+    cond, _ = core(x)
+    torch.manual_seed(1)  # the same masks for the first chunk, then kept while the state is carried
+    state, parts = None, []
+    for chunk in x.split(4, dim=1):
+        c, state = core(chunk, state)
+        parts.append(c)
+    torch.testing.assert_close(torch.cat(parts, 1), cond)
+    torch.manual_seed(2)
+    assert not torch.allclose(core(x)[0], cond)  # a new sequence: new masks
+
+
 def test_lstm_forget_bias():
     core = RecurrentCore(88, 5, "lstm", forget_bias=1.0)
     r = core.rnn

@@ -3,7 +3,10 @@ from pathlib import Path
 import pytest
 
 from musicrnn.callbacks import GradientClipping, NesterovMomentum
+from musicrnn.gradient_sampling import GradientNormSampling
 from musicrnn.guard import NonFiniteGuard
+from musicrnn.regularizers import PascanuRegularizer, RecurrentPenalty
+from musicrnn.schedules import ChunkCurriculum, ScheduledSampling
 from musicrnn.tracking import SampleLogger
 from musicrnn.train import make_cli
 from scripts import ablation
@@ -16,6 +19,22 @@ def config_args(config: Path) -> list[str]:
     """How a shipped config is used: an ablation row over its base, the others alone."""
     files = ablation.config_files(config) if config.parent == ablation.BASE.parent else [config]
     return [a for c in files for a in ("--config", str(c))]
+
+
+# Issue 15's rows <model>_sgd_<letters>_<technique>: whether a CLI has each technique on.
+TECHNIQUES = {
+    "layernorm": lambda cli: cli.model.hparams.norm == "layer",
+    "weightnorm": lambda cli: cli.model.hparams.norm == "weight",
+    "vardropout": lambda cli: cli.model.hparams.variational_dropout > 0,
+    "lstm": lambda cli: cli.model.hparams.cell == "lstm" and cli.model.hparams.forget_bias is None,
+    "lstmforget": lambda cli: cli.model.hparams.forget_bias == 1.0,
+    "l2rec": lambda cli: any(isinstance(c, RecurrentPenalty) and c.l2 > 0 for c in cli.trainer.callbacks),
+    "radius": lambda cli: any(isinstance(c, RecurrentPenalty) and c.radius > 0 for c in cli.trainer.callbacks),
+    "pascanu": lambda cli: any(isinstance(c, PascanuRegularizer) for c in cli.trainer.callbacks),
+    "sampling": lambda cli: any(isinstance(c, ScheduledSampling) for c in cli.trainer.callbacks),
+    "curriculum": lambda cli: any(isinstance(c, ChunkCurriculum) for c in cli.trainer.callbacks),
+    "gradsampling": lambda cli: any(isinstance(c, GradientNormSampling) for c in cli.trainer.callbacks),
+}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
@@ -32,6 +51,10 @@ def test_every_shipped_config_instantiates(config, tmp_path):
     assert ("r" in techniques) == (cli.model.hparams.cell == "relu")
     if "m" in techniques:  # LightningCLI's --optimizer replaced configure_optimizers
         assert type(cli.model.configure_optimizers()).__name__ == "SimplifiedNesterov"
+    technique = parts[3] if config.parent.name == "ablation" and len(parts) > 3 else None
+    assert technique is None or technique in TECHNIQUES, f"no check for technique {technique!r}"
+    for name, is_on in TECHNIQUES.items():
+        assert is_on(cli) == (name == technique), name
 
 
 def test_callbacks_every_run_has_are_options_of_the_command_line(tmp_path):

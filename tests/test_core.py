@@ -9,13 +9,13 @@ def frames(batch=3, time=9, width=88, seed=0):
     return (torch.rand(batch, time, width, generator=g) < 0.1).float()  # (batch, time, pitch)
 
 
-@pytest.mark.parametrize("cell", ["tanh", "relu"])
+@pytest.mark.parametrize("cell", ["tanh", "relu", "lstm", "gru"])
 def test_loop_equals_fused_rnn(cell):
     torch.manual_seed(0)
     core = RecurrentCore(88, 16, cell, init="orthogonal")
     assert core.fused
     x = frames()
-    h0 = torch.randn(1, 3, 16)
+    h0 = (torch.randn(1, 3, 16), torch.randn(1, 3, 16)) if cell == "lstm" else torch.randn(1, 3, 16)
     out_fused, last_fused = core.rnn(x, h0)
     out_loop, last_loop = core._loop(x, h0)
     torch.testing.assert_close(out_loop, out_fused, rtol=1e-5, atol=1e-6)
@@ -109,6 +109,104 @@ def test_chunks_with_carried_state_equal_one_pass(cell):
 
 def test_rejects_unknown_options():
     for kwargs in ({"cell": "elman"}, {"leaky": "yes"}, {"init": "xavier"}, {"cell": "lstm", "leaky": "fixed"},
-                   {"leaky": "fixed", "max_timescale": 0.5}):
+                   {"leaky": "fixed", "max_timescale": 0.5}, {"norm": "batch"}, {"variational_dropout": 1.0},
+                   {"cell": "gru", "forget_bias": 1.0}):
         with pytest.raises(ValueError):
             RecurrentCore(88, 4, **kwargs)
+
+
+def test_layer_norm_step_by_hand():
+    torch.manual_seed(0)
+    core = RecurrentCore(88, 6, "tanh", norm="layer")
+    assert not core.fused
+    with torch.no_grad():
+        core.ln_gain.normal_()
+        core.ln_bias.normal_()
+    x, h0 = frames(), torch.randn(1, 3, 6)
+    r = core.rnn
+    a = x[:, 0] @ r.weight_ih_l0.T + r.bias_ih_l0 + h0[0] @ r.weight_hh_l0.T + r.bias_hh_l0  # (batch, hidden)
+    mu, var = a.mean(-1, keepdim=True), a.var(-1, unbiased=False, keepdim=True)
+    h1 = torch.tanh(core.ln_gain[0] * (a - mu) / torch.sqrt(var + 1e-5) + core.ln_bias[0])
+    torch.testing.assert_close(core(x[:, :1], h0)[1][0], h1)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_norm_is_invariant_to_the_scale_of_the_weights(cell):
+    # Statistics per gate over its units: scaling every weight product (and bias) by 5 changes nothing;
+    # without the normalisation it does.
+    torch.manual_seed(0)
+    x = frames()
+    for norm, same in (("layer", True), ("none", False)):
+        core = RecurrentCore(88, 8, cell, norm=norm)
+        cond, _ = core(x)
+        with torch.no_grad():
+            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                getattr(core.rnn, name).mul_(5.0)
+        assert torch.allclose(core(x)[0], cond, atol=1e-4) == same
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_weight_norm_starts_as_plain_and_ignores_row_scale(cell):
+    torch.manual_seed(0)
+    x = frames()
+    core = RecurrentCore(88, 8, cell, norm="weight")
+    plain = RecurrentCore(88, 8, cell)
+    plain.load_state_dict({k: v for k, v in core.state_dict().items() if "gain" not in k})
+    cond, _ = core(x)
+    torch.testing.assert_close(cond, plain(x)[0], rtol=1e-5, atol=1e-6)  # g = ||V|| at the start
+    with torch.no_grad():  # V's row lengths do not matter, only its directions
+        core.rnn.weight_ih_l0.mul_(torch.rand(len(core.rnn.weight_ih_l0), 1) + 0.5)
+        core.rnn.weight_hh_l0.mul_(torch.rand(len(core.rnn.weight_hh_l0), 1) + 0.5)
+    torch.testing.assert_close(core(x)[0], cond, rtol=1e-5, atol=1e-6)
+    core(x)[0].sum().backward()
+    assert core.gain_hh.grad.abs().sum() > 0 and core.gain_ih.grad.abs().sum() > 0
+
+
+def test_variational_dropout_masks_are_time_locked():
+    torch.manual_seed(0)
+    core = RecurrentCore(88, 32, "tanh", variational_dropout=0.5)
+    assert not core.fused
+    # Input mask: no recurrence and the same frame at every step, so every step gives the same state
+    # if and only if the mask is the same at every step; sequences get different masks.
+    with torch.no_grad():
+        core.rnn.weight_hh_l0.zero_()
+    x = frames(batch=4, time=1).expand(-1, 6, -1)
+    out, _ = core._loop(x, core.initial_state(4))
+    torch.testing.assert_close(out, out[:, :1].expand(-1, 6, -1))
+    assert not torch.allclose(out[0], out[1])
+    # Recurrent mask: state carried by the identity from u_0 = 1, no input: the units dropped at
+    # the first step stay at 0 and no others join them.
+    with torch.no_grad():
+        core.rnn.weight_hh_l0.copy_(torch.eye(32))
+        core.rnn.weight_ih_l0.zero_()
+        core.rnn.bias_ih_l0.zero_()
+        core.rnn.bias_hh_l0.zero_()
+    out, _ = core._loop(torch.zeros(4, 6, 88), torch.ones(1, 4, 32))
+    dead = out == 0  # (batch, time, hidden)
+    assert dead[:, 0].any() and (dead == dead[:, :1]).all()
+    core.eval()  # no dropout outside training
+    out, _ = core._loop(torch.zeros(4, 6, 88), torch.ones(1, 4, 32))
+    assert (out != 0).all()
+
+
+def test_variational_dropout_masks_are_kept_across_truncated_bptt_chunks():
+    torch.manual_seed(0)
+    core = RecurrentCore(88, 16, "tanh", variational_dropout=0.5)
+    x = frames(time=10)
+    torch.manual_seed(1)
+    cond, _ = core(x)
+    torch.manual_seed(1)  # the same masks for the first chunk, then kept while the state is carried
+    state, parts = None, []
+    for chunk in x.split(4, dim=1):
+        c, state = core(chunk, state)
+        parts.append(c)
+    torch.testing.assert_close(torch.cat(parts, 1), cond)
+    torch.manual_seed(2)
+    assert not torch.allclose(core(x)[0], cond)  # a new sequence: new masks
+
+
+def test_lstm_forget_bias():
+    core = RecurrentCore(88, 5, "lstm", forget_bias=1.0)
+    r = core.rnn
+    torch.testing.assert_close((r.bias_ih_l0 + r.bias_hh_l0)[5:10].detach(), torch.ones(5))
+    assert not torch.allclose((r.bias_ih_l0 + r.bias_hh_l0)[:5].detach(), torch.ones(5))

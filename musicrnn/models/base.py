@@ -36,6 +36,9 @@ class SequenceModel(L.LightningModule):
         identity_scale: scale of the identity initialisation.
         learn_init: learn the initial state ``u_0``.
         dropout: dropout on the core's output.
+        norm: none, layer (layer normalisation in the cell) or weight (weight normalisation).
+        variational_dropout: the same dropout mask on inputs and recurrent state at every step.
+        forget_bias: LSTM forget-gate bias at the start (1.0 is the usual choice); None: PyTorch's.
         lr: learning rate of the default optimizer (Adam); ``--optimizer`` replaces it.
         tbptt_steps: truncated backpropagation through time: cut each batch into chunks of this many
             frames, one optimizer step per chunk, the state carried from chunk to chunk but detached.
@@ -48,14 +51,15 @@ class SequenceModel(L.LightningModule):
     def __init__(self, hidden: int = 300, cell: str = "tanh", leaky: str = "none", max_timescale: float = 100.0,
                  init: str = "default", identity_scale: float = 1.0, learn_init: bool = True,
                  dropout: float = 0.0, lr: float = 1e-3, tbptt_steps: int | None = None,
-                 init_from: str | None = None):
+                 init_from: str | None = None, norm: str = "none", variational_dropout: float = 0.0,
+                 forget_bias: float | None = None):
         super().__init__()
         if tbptt_steps is not None and tbptt_steps < 1:
             raise MusicrnnError(f"tbptt_steps must be >= 1, got {tbptt_steps}")
         self.save_hyperparameters()
         self.automatic_optimization = tbptt_steps is None
         self.core = RecurrentCore(NUM_PITCHES, hidden, cell, leaky, max_timescale, init, identity_scale,
-                                  learn_init, dropout)
+                                  learn_init, dropout, norm, variational_dropout, forget_bias)
         self.train_nll, self.val_nll, self.test_nll = FrameNLL(), FrameNLL(), FrameNLL()
         self.val_acc, self.test_acc = FrameAccuracy(), FrameAccuracy()
         if init_from:
@@ -83,8 +87,9 @@ class SequenceModel(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, mask = batch["x"], batch["mask"]  # (batch, time, 88), (batch, time)
+        inputs = batch.get("inputs", x)  # the frames the core reads: x, or ScheduledSampling's mix
         if self.automatic_optimization:
-            cond, _ = self.core(x)
+            cond, _ = self.core(inputs)
             loss, logp = self.loss(cond, x, mask)
             self._log_train(loss, [logp], [mask])
             return loss
@@ -96,7 +101,7 @@ class SequenceModel(L.LightningModule):
             xc, mc = x[:, start:start + k], mask[:, start:start + k]
             if not mc.any():  # only padding left
                 break
-            cond, state = self.core(xc, state)
+            cond, state = self.core(inputs[:, start:start + k], state)
             loss, logp = self.loss(cond, xc, mc)
             opt.zero_grad()
             self.manual_backward(loss)

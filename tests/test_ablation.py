@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.callbacks import EarlyStopping
 
-from musicrnn.train import PianorollDataModule, SequenceModel, TrainCLI
+from musicrnn.train import make_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("ablation", ROOT / "scripts" / "ablation.py")
 ablation = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ablation)
-CONFIGS = sorted((ROOT / "configs" / "ablation").glob("*.yaml"))
+CONFIGS = ablation.row_configs()
 
 
 def test_row_names_are_distinct():
@@ -27,8 +27,7 @@ def test_a_rows_command_trains_on_the_corpus_with_early_stopping(corpus, tmp_pat
                               max_epochs=7, patience=3)
     cmd = ablation.command(ROOT / "configs/ablation/rnn_sgd_c_pascanu.yaml", args, "row")
     assert cmd[:2] == ["python", "train.py"]
-    cli = TrainCLI(SequenceModel, PianorollDataModule, subclass_mode_model=True, run=False,
-                   args=[*cmd[2:], "--trainer.logger", "false"])
+    cli = make_cli([*cmd[2:], "--trainer.logger", "false"])
     stop = [c for c in cli.trainer.callbacks if isinstance(c, EarlyStopping)]
     assert len(stop) == 1 and stop[0].monitor == "val/nll" and stop[0].patience == 3
     assert cli.trainer.max_epochs == 7 and cli.datamodule.hparams.dataset == corpus

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from musicrnn.models import load_model  # noqa: E402
 from musicrnn.corpora import load_corpus  # noqa: E402
 from musicrnn.data import collate  # noqa: E402
-from musicrnn.models.rbm import ais_log_z  # noqa: E402
+from musicrnn.ais import AIS_RUNS, ais_log_z  # noqa: E402
 
 
 def main() -> int:
@@ -27,7 +27,7 @@ def main() -> int:
     p.add_argument("ckpt")
     p.add_argument("--root", default="../shared/data/pickle", help="folder of 'JSB Chorales.pickle'")
     p.add_argument("--frames", type=int, default=200)
-    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--runs", type=int, default=AIS_RUNS)
     p.add_argument("--steps", type=int, nargs="+", default=[30, 100, 300, 1000])
     a = p.parse_args()
     model, _ = load_model(a.ckpt)

@@ -25,6 +25,10 @@ import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ais_speed  # noqa: E402
+import busy  # noqa: E402
+
 from musicrnn.corpora import load_corpus  # noqa: E402
 from musicrnn.data import collate  # noqa: E402
 from musicrnn.models import RNN, RNNNADE, RNNRBM  # noqa: E402
@@ -191,7 +195,7 @@ def main(argv=None) -> int:
             flops = flops_per_frame(model)
             add(model=name, corpus=corpus, phase="train", frames_per_s=fps, peak_rss_mb=mem.mb,
                 mfu=flops * fps / peak, flops_per_frame=flops)
-            # RNN-RBM: the default AIS of evaluate (100 runs) is slow; time it on 256 frames.
+            # RNN-RBM: evaluation runs AIS on every frame (musicrnn.ais defaults); time it on 256 frames.
             data = batches(corpora[corpus]["test"][:4], 4, chunk_len=64)[:1] if name == "RNNRBM" else test
             with PeakRSS() as mem:
                 fps = timed_eval(model, data)
@@ -224,6 +228,16 @@ def main(argv=None) -> int:
             fps = timed_train(model, data, 2, warmup=1, repeats=1)
         add(model="RNNNADE", corpus="piano-midi", phase="train", frames_per_s=fps, peak_rss_mb=mem.mb,
             note=f"batch 8 length {length}", mfu=flops_per_frame(model) * fps / peak)
+
+    # Issue 13's targets, each measured side by side against its reference.
+    ckpt = Path(__file__).resolve().parent.parent / "checkpoints" / "jsb" / "rnn_rbm.ckpt"
+    ais = ais_speed.compare(str(ckpt), a.root, frames=96 if a.quick else 240, repeats=1 if a.quick else 2)
+    print(ais_speed.report(ais), flush=True)
+    records.append({"model": "RNNRBM", "corpus": "jsb", "phase": "ais", **ais})
+    if not a.quick:
+        rows = busy.measure(a.root)
+        print(busy.report(rows), flush=True)
+        records += [{"phase": "busy", **r} for r in rows]
 
     for r in records:
         r.update(threads=torch.get_num_threads(), matmul_peak_gflops=round(peak / 1e9, 2))

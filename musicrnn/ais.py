@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 # The default budget of test and ``evaluate``: runs and temperatures per frame. On the JSB RNN-RBM's test
 # set, ``AIS_RUNS`` is the fewest runs whose standard error of the nll is no larger than that of the
 # 100 runs x 300 temperatures used before (0.0027); see README, "Evaluation".
-AIS_RUNS, AIS_STEPS = 28, 300
+AIS_RUNS, AIS_STEPS = 24, 300
 
 
 def bernoulli(p):
@@ -38,7 +39,31 @@ def exact_log_z(b_v, b_h, W):
     return torch.logsumexp(terms, dim=1)
 
 
-def fit_base(b_v, b_h, W, chains: int = 16, steps: int = 20, burn: int = 5, eps: float = 1e-3):
+class Uniform:
+    """Uniform ``[0, 1)`` draws on ``like``'s device and dtype, each call into a reused buffer per shape.
+
+    On the CPU they come from numpy's PCG64, about twice as fast as torch's generator (1.5 ms against
+    3.1 ms for 3,416 x 150 float32 draws on one thread here; random numbers were a quarter of AIS's time),
+    seeded from ``generator`` (default: torch's global one), so ``torch.manual_seed`` still fixes them.
+    """
+
+    def __init__(self, like: torch.Tensor, generator: torch.Generator | None = None):
+        self.like, self.buffers = like, {}
+        seed = int(torch.randint(2 ** 62, (), generator=generator))
+        self.rng = np.random.default_rng(seed) if like.device.type == "cpu" else None
+
+    def __call__(self, shape: tuple[int, ...]) -> torch.Tensor:
+        if self.rng is None:
+            return torch.rand(shape, dtype=self.like.dtype, device=self.like.device)
+        if shape not in self.buffers:
+            self.buffers[shape] = np.empty(shape, dtype=np.float32 if self.like.dtype == torch.float32 else np.float64)
+        buf = self.buffers[shape]
+        self.rng.random(out=buf, dtype=buf.dtype)
+        return torch.from_numpy(buf)
+
+
+def fit_base(b_v, b_h, W, chains: int = 64, steps: int = 20, burn: int = 5, eps: float = 1e-3,
+             generator: torch.Generator | None = None):
     """A factorial distribution close to each RBM: the logits ``(b0 (n, D), c0 (n, H))`` of its visible
     and hidden marginals, averaged (as conditional probabilities, which is less noisy than averaging
     samples) over ``chains`` Gibbs chains of ``steps`` steps after ``burn``; clamped to ``[eps, 1 - eps]``
@@ -52,13 +77,15 @@ def fit_base(b_v, b_h, W, chains: int = 16, steps: int = 20, burn: int = 5, eps:
     """
     n, D = b_v.shape
     H = b_h.shape[1]
-    bv, bh = b_v[:, None].expand(n, chains, D), b_h[:, None].expand(n, chains, H)
-    v = bernoulli(torch.sigmoid(bv))
+    uniform = Uniform(W, generator)
+    bv, bh = b_v[:, None], b_h[:, None]  # (n, 1, .): broadcast over the chains
+    v = torch.sub(torch.sigmoid(bv).expand(n, chains, D), uniform((n, chains, D))).ceil_()
     sum_v, sum_h = torch.zeros(n, D, dtype=b_v.dtype), torch.zeros(n, H, dtype=b_v.dtype)
     for step in range(steps):
-        p_h = torch.sigmoid(torch.matmul(v, W).add_(bh))
-        p_v = torch.sigmoid(torch.matmul(bernoulli(p_h), W.T).add_(bv))
-        v = bernoulli(p_v)
+        p_h = torch.matmul(v, W).add_(bh).sigmoid_()  # (n, chains, H)
+        h = torch.sub(p_h, uniform((n, chains, H))).ceil_()
+        p_v = torch.matmul(h, W.T).add_(bv).sigmoid_()
+        v = torch.sub(p_v, uniform((n, chains, D))).ceil_()
         if step >= burn:
             sum_v += p_v.sum(1)
             sum_h += p_h.sum(1)
@@ -66,7 +93,8 @@ def fit_base(b_v, b_h, W, chains: int = 16, steps: int = 20, burn: int = 5, eps:
     return torch.logit((sum_v / k).clamp_(eps, 1 - eps)), torch.logit((sum_h / k).clamp_(eps, 1 - eps))
 
 
-def ais_log_z(b_v, b_h, W, runs: int = AIS_RUNS, steps: int = AIS_STEPS, base_chains: int = 16):
+def ais_log_z(b_v, b_h, W, runs: int = AIS_RUNS, steps: int = AIS_STEPS, base_chains: int = 64,
+              generator: torch.Generator | None = None):
     """AIS estimate of ``log Z`` of each RBM; returns ``(log_z (n,), var (n,))``, ``var`` the delta-method
     variance of ``log_z`` over the runs (its square root is the standard error).
 
@@ -88,23 +116,24 @@ def ais_log_z(b_v, b_h, W, runs: int = AIS_RUNS, steps: int = AIS_STEPS, base_ch
     """
     n, D = b_v.shape
     H = b_h.shape[1]
-    b0, c0 = fit_base(b_v, b_h, W, base_chains)
+    b0, c0 = fit_base(b_v, b_h, W, base_chains, generator=generator)
     dv, dh = (b_v - b0)[:, None], (b_h - c0)[:, None]  # (n, 1, D), (n, 1, H): target minus base
     b0_, c0_, dh_col = b0[:, None], c0[:, None], dh.transpose(1, 2).contiguous()  # dh_col (n, H, 1)
     Wt = W.T.contiguous()  # (H, D)
-    h = bernoulli(torch.sigmoid(c0_).expand(n, runs, H).contiguous())  # exact draws from the base
-    a = torch.matmul(h, Wt).add_(dv)  # (n, runs, D): visible input is b0 + beta * a
+    uniform = Uniform(W, generator)
+    h = torch.sub(torch.sigmoid(c0_).expand(n, runs, H), uniform((n, runs, H))).ceil_()  # exact base draws
+    a = torch.matmul(h, Wt).add_(dv)  # (n, runs, D): the visible input at beta is b0 + beta * a
     hd = torch.bmm(h, dh_col)[..., 0]  # (n, runs): (b_h - c0).h
     log_w = torch.zeros(n, runs, dtype=torch.float64)
-    u_v, u_h = torch.empty(n, runs, D, dtype=W.dtype), torch.empty(n, runs, H, dtype=W.dtype)
     betas = torch.linspace(0, 1, steps + 1, dtype=torch.float64).tolist()
     for b_prev, b in zip(betas[:-1], betas[1:]):
         pre = torch.add(b0_, a, alpha=b)
         log_w += F.softplus(pre).sum(-1).sub_(F.softplus(torch.add(b0_, a, alpha=b_prev)).sum(-1)) \
             .add_(hd, alpha=b - b_prev)
-        v = torch.lt(torch.rand(u_v.shape, out=u_v, dtype=W.dtype), pre.sigmoid_()).to(W.dtype)
-        x = torch.matmul(v, W).add_(dh).mul_(b).add_(c0_).sigmoid_()  # p(h = 1 | v) at beta
-        h = torch.lt(torch.rand(u_h.shape, out=u_h, dtype=W.dtype), x).to(W.dtype)
+        # Gibbs sweep at beta. A binary draw is ceil(p - u): one pass fewer than (u < p).float().
+        v = torch.sub(pre.sigmoid_(), uniform((n, runs, D)), out=pre).ceil_()
+        x = torch.matmul(v, W * b).add_(c0_ + b * dh).sigmoid_()  # p(h = 1 | v) at beta: (n, runs, H)
+        h = torch.sub(x, uniform((n, runs, H)), out=x).ceil_()
         hd = torch.bmm(h, dh_col)[..., 0]
         a = torch.matmul(h, Wt).add_(dv)
     log_z0 = (F.softplus(b0).sum(-1) + F.softplus(c0).sum(-1)).double()

@@ -146,7 +146,7 @@ def load_benchmark_pickle(path: str | Path) -> dict[str, list[np.ndarray]]:
 
 def download(url: str, dest: Path) -> Path:
     """Fetch ``url`` into ``dest`` with a progress bar; the file appears complete or not at all."""
-    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn  # only when downloading
 
     def fetch(f):
         with urllib.request.urlopen(url, timeout=60) as r, \
@@ -181,7 +181,7 @@ def benchmark_path(dataset: str, root: str | None, data_dir: Path) -> Path:
 
 # ---------------------------------------------------------------- files parsed in parallel
 def _parse_chorale(name: str, frames_per_beat: int, transpose_to_c: bool, sample_at: float | None = None):
-    from music21 import corpus
+    from music21 import corpus  # heavy (seconds to import): only to parse the chorales
 
     try:
         return score_to_roll(corpus.parse(name, forceSource=True), frames_per_beat, transpose_to_c,
@@ -203,7 +203,7 @@ def limit_memory(headroom: int = MEMORY_HEADROOM) -> None:
     Run in each parsing worker: a hostile file that makes a parser build millions of objects then meets
     a ``MemoryError`` (reported as unreadable) instead of exhausting the machine.
     """
-    import resource
+    import resource  # POSIX only: imported where the worker limits its memory
 
     try:
         with open("/proc/self/statm") as f:
@@ -217,7 +217,7 @@ def limit_memory(headroom: int = MEMORY_HEADROOM) -> None:
 
 def _parse_all(func, items: list[str], what: str, workers: int | None = None) -> list:
     """``func`` over ``items`` in worker processes (each with a memory cap), in order, with a progress bar."""
-    from rich.progress import Progress
+    from rich.progress import Progress  # only when parsing files
 
     workers = workers or min(len(items), os.cpu_count() or 1)
     with Progress(*Progress.get_default_columns(), transient=True) as bar, \
@@ -233,7 +233,7 @@ def _parse_all(func, items: list[str], what: str, workers: int | None = None) ->
 def load_bach(frames_per_beat: int, transpose_to_c: bool, seed: int,
               sample_at: float | None = None) -> dict[str, list[np.ndarray]]:
     """The Bach chorales inside music21's wheel (371, Riemenschneider numbering)."""
-    from music21 import corpus
+    from music21 import corpus  # heavy (seconds to import): only to parse the chorales
 
     names = list(corpus.chorales.Iterator(returnType="filename"))
     rolls = _parse_all(partial(_parse_chorale, frames_per_beat=frames_per_beat, transpose_to_c=transpose_to_c,
@@ -319,7 +319,7 @@ def load_folder(root: str | None, frames_per_beat: int, fs: float | None, transp
 
 # ---------------------------------------------------------------- cache
 def _versions() -> dict:
-    import music21
+    import music21  # heavy: only to read the versions that key the cache
     import pretty_midi
 
     return {"cache": CACHE_VERSION, "music21": music21.__version__, "pretty_midi": pretty_midi.__version__}

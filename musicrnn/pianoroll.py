@@ -249,7 +249,7 @@ def file_to_roll(
         if suffix in MIDI_SUFFIXES + MUSIC21_SUFFIXES and path.stat().st_size > MAX_FILE_BYTES:
             raise PianorollError(f"over the limit of {MAX_FILE_BYTES >> 20} MiB")
         if suffix in MIDI_SUFFIXES:
-            import pretty_midi
+            import pretty_midi  # heavy (mido, instrument tables): only where a MIDI file is read
 
             check_midi_header(path)
             with time_limit(seconds):  # pretty_midi refuses > 1e7 ticks before allocating its tick table
@@ -258,7 +258,7 @@ def file_to_roll(
         if suffix in MUSIC21_SUFFIXES:
             if fs is not None:
                 raise PianorollError("fixed-rate frames need MIDI timing; use frames_per_beat")
-            import music21
+            import music21  # heavy (seconds to import): only for ABC / MusicXML / Humdrum files
 
             with time_limit(seconds):
                 score = music21.converter.parse(str(path), forceSource=True)
@@ -279,7 +279,7 @@ def roll_to_midi(
 
     A pitch that stays on over consecutive frames becomes one held note (not re-struck each frame).
     """
-    import pretty_midi
+    import pretty_midi  # heavy: only where a MIDI file is written
 
     roll = np.asarray(roll) > 0
     seconds_per_frame = 60.0 / bpm / frames_per_beat

@@ -6,11 +6,17 @@ For each model's JSB config (a few epochs, validation and test cut to a batch or
 ``train.py`` idle and while ``python -c "while True: pass"`` keeps one core busy, with ``--threads 0``
 (chosen by ``musicrnn/threads.py``) and with ``--threads 2`` (PyTorch's default on this 2-core machine,
 what ``train.py`` used before), then the busy/idle ratio. Target: within 1.2x with the chosen threads.
+
+Also the floor no thread count can beat: a one-thread loop of matrix products and sigmoids pinned to CPU
+0, idle and with the busy loop pinned to CPU 1. On the development VM its two CPUs share a physical core
+(or its frequency): that loop alone slowed 2.3x (0.57 s -> 1.30 s), so a busy neighbour halves any
+process's speed there, whatever its threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -35,6 +41,27 @@ def time_train(config: str, epochs: int, data_root: str, threads: int) -> float:
         return time.perf_counter() - start
 
 
+def floor(seconds: float = 0.5) -> dict | None:
+    """Busy/idle ratio of a pinned one-thread kernel with the busy loop pinned to the other CPU (Linux)."""
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        return None
+    code = ("import os, time, torch\n"
+            "os.sched_setaffinity(0, {0}); torch.set_num_threads(1)\n"
+            "x, w = torch.randn(3200, 150), torch.randn(150, 150)\n"
+            "t = time.perf_counter()\n"
+            "for _ in range(300): torch.sigmoid(x @ w)\n"
+            "print(time.perf_counter() - t)")
+    idle = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    hog = subprocess.Popen([sys.executable, "-c", "import os; os.sched_setaffinity(0, {1})\nwhile True: pass"])
+    try:
+        time.sleep(seconds)
+        busy = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    finally:
+        hog.kill()
+        hog.wait()
+    return {"model": "floor", "idle_s": idle, "busy_s": busy, "ratio": busy / idle}
+
+
 def measure(data_root: str) -> list[dict]:
     rows = []
     for model, (config, epochs) in RUNS.items():
@@ -48,12 +75,16 @@ def measure(data_root: str) -> list[dict]:
                 hog.kill()
                 hog.wait()
         rows.append(row)
-    return rows
+    return rows + [f for f in [floor()] if f]
 
 
 def report(rows: list[dict]) -> str:
     lines = ["train.py on jsb, seconds: idle / one core busy (ratio), chosen threads | 2 threads"]
     for r in rows:
+        if r["model"] == "floor":
+            lines.append(f"  floor: a pinned one-thread kernel {r['idle_s']:.2f} s idle, {r['busy_s']:.2f} s with the "
+                         f"other CPU busy ({r['ratio']:.2f}x): what the hardware allows")
+            continue
         lines.append(f"  {r['model']:8s} {r['idle_0']:6.1f} / {r['busy_0']:6.1f} ({r['busy_0'] / r['idle_0']:.2f}x, "
                      f"target <= 1.2x) | {r['idle_2']:6.1f} / {r['busy_2']:6.1f} ({r['busy_2'] / r['idle_2']:.2f}x)")
     return "\n".join(lines)

@@ -7,6 +7,11 @@ down 2.5-3x (47.0 s and 43.4 s) while one thread does not (17.0 s and 13.3 s): a
 product is too small to split, and PyTorch's threads wait on each other at every one of the thousands
 of small operations per batch. So recurrent cores up to ``SMALL_HIDDEN`` units get one thread; larger
 ones (not measured here) get the cores that are free now.
+
+Re-measured with this choice (``python benchmarks/busy.py``; whole runs, one core busy against idle):
+one thread 1.07x (RNN), 1.85x (RNN-NADE), 1.91x (RNN-RBM); two threads 2.80x, 2.04x, 2.49x. The rest
+of the slowdown is the machine's: on that VM a one-thread kernel pinned to one CPU slowed 1.3-2.3x when a
+busy loop ran pinned to the other (``busy.floor``), so no thread count reaches 1.2x there.
 """
 
 from __future__ import annotations

@@ -1,0 +1,83 @@
+"""scripts/results.py on a tiny real run: promote it, then check it into a RESULTS.md."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from musicrnn import train
+from musicrnn.evaluate import evaluate
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("results", ROOT / "scripts" / "results.py")
+results = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(results)
+
+
+@pytest.fixture
+def promoted_nade(jsb_root, tmp_path, monkeypatch):
+    """A 2-epoch RNN-NADE run on the tiny corpus, promoted into the repository ``tmp_path/repo``."""
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--model", "RNNNADE", "--model.hidden", "16", "--model.nade_hidden", "8",
+                       "--data.dataset", "jsb", "--data.root", str(jsb_root), "--trainer.max_epochs", "2",
+                       "--run_name", "tiny", "--trainer.enable_progress_bar", "false",
+                       "--samples.every_n_epochs", "0"]) == 0
+    config = tmp_path / "tiny.yaml"
+    config.write_text("# python train.py --config tiny.yaml --trainer.max_epochs 2\nmodel: {}\n")
+    repo = tmp_path / "repo"
+    assert results.main(["--repo", str(repo), "promote", "checkpoints/tiny", "--corpus", "jsb",
+                         "--model", "rnn_nade", "--config", str(config), "--sample-steps", "16"]) == 0
+    return repo
+
+
+def test_promote_writes_checkpoint_facts_curves_and_sample(promoted_nade, tmp_path):
+    repo = promoted_nade
+    facts = json.loads((repo / "checkpoints/jsb/rnn_nade.json").read_text())
+    summary = json.loads((tmp_path / "checkpoints/tiny/summary.json").read_text())
+    assert (repo / "checkpoints/jsb/rnn_nade.ckpt").read_bytes() == (tmp_path / "checkpoints/tiny/model.ckpt").read_bytes()
+    assert facts["valid_nll"] == summary["val/nll"] and facts["parameters"] == summary["parameters"]
+    assert facts["epochs"] == 2 and facts["test"]["nll"] == summary["test/nll"]
+    assert facts["best_epoch"] in (1, 2) and 0 < facts["valid_frame_acc"] < 1
+    assert facts["command"] == "python train.py --config tiny.yaml --trainer.max_epochs 2"
+    for png in (facts["curves"], facts["sample"]["png"]):
+        image = matplotlib.image.imread(repo / png)
+        assert image.shape[0] > 100 and image[..., :3].std() > 0.01
+    assert (repo / facts["sample"]["midi"]).stat().st_size > 0
+
+
+def test_check_rewrites_the_table_and_reports_a_tampered_figure(promoted_nade, jsb_root, tmp_path, capsys):
+    repo = promoted_nade
+    page = repo / "RESULTS.md"
+    page.write_text(f"# Results\n\nintro\n\n{results.BEGIN}\nold table\n{results.END}\n\n## Ablation\nkept\n")
+    args = ["--repo", str(repo), "check", "--root", str(jsb_root), "--data-dir", str(tmp_path / "data")]
+    assert results.main(args) == 0
+    direct = evaluate(str(repo / "checkpoints/jsb/rnn_nade.ckpt"), "jsb", str(jsb_root),
+                      data_dir=str(tmp_path / "data"), progress=False)
+    text = page.read_text()
+    assert text.startswith("# Results\n\nintro\n\n") and text.endswith("## Ablation\nkept\n")
+    row = next(line for line in text.splitlines() if line.startswith("| RNN-NADE (ours)"))
+    assert row.split("|")[3].strip() == f"{-direct['nll']:.3f}"
+    assert row.split("|")[5].strip() == f"{100 * direct['frame_acc']:.2f}"
+    assert "| RNN (ours) | not trained yet |" in text and "| RNN-NADE, HF (2012) | – | -5.56 |" in text
+    assert "docs/samples/jsb-rnn_nade.png" in text and "docs/curves/jsb-rnn_nade.png" in text
+    out = capsys.readouterr().out
+    assert "jsb/rnn_nade: no committed figure" in out
+
+    assert results.main(args) == 0  # as committed now
+    assert "jsb/rnn_nade: as committed" in capsys.readouterr().out and page.read_text() == text
+
+    tampered = f"{-direct['nll'] + 0.01:.3f}"
+    page.write_text(text.replace(row, row.replace(f"| {-direct['nll']:.3f} |", f"| {tampered} |")))
+    assert results.main(args) == 0
+    assert f"jsb/rnn_nade: test log-lik. {tampered} -> {-direct['nll']:.3f}" in capsys.readouterr().out
+    assert page.read_text() == text  # and the measured figure is back
+
+
+def test_bad_input_is_one_line(promoted_nade, tmp_path, capsys):
+    repo = str(promoted_nade)
+    assert results.main(["--repo", repo, "check", "--root", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.startswith("error: data root")
+    assert results.main(["--repo", repo, "promote", "checkpoints/tiny", "--corpus", "jsb", "--model", "rnn"]) == 2
+    assert "holds a RNNNADE, not --model rnn" in capsys.readouterr().err

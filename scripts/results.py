@@ -46,6 +46,7 @@ from musicrnn.models import load_model  # noqa: E402
 CORPORA = {"jsb": "JSB Chorales", "nottingham": "Nottingham", "musedata": "MuseData", "piano-midi": "Piano-midi.de"}
 MODELS = {"rnn": ("RNN", "RNN"), "rnn_rbm": ("RNNRBM", "RNN-RBM"), "rnn_nade": ("RNNNADE", "RNN-NADE")}  # class, label
 AIS_BIAS_FRAMES = 500
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 EXACT_TOLERANCE = 0.001  # nats per frame, and frame accuracy as a fraction
 RBM_SIGMAS = 3  # AIS estimates differ from run to run: a difference counts beyond 3 standard errors
@@ -53,14 +54,14 @@ AS_TRAINED = "(as trained)"  # marks a test figure that train.py measured and `c
 
 # ../shared/REFERENCES.md: test log-likelihood (nats per time step) and ACC % per corpus, as printed.
 PUBLISHED = [
-    ("RNN (2012)", {"piano-midi": ("-8.37", "19.33"), "nottingham": ("-4.46", "62.93"), "musedata": ("-8.13", "23.25"),
-                    "jsb": ("-8.71", "28.46")}),
-    ("RNN-RBM (2012)", {"piano-midi": ("-7.09", "28.92"), "nottingham": ("-2.39", "75.40"), "musedata": ("-6.01", "34.02"),
-                        "jsb": ("-6.27", "33.12")}),
+    ("RNN (2012)", {"piano-midi": ("-8.37", "19.33"), "nottingham": ("-4.46", "62.93"),
+                    "musedata": ("-8.13", "23.25"), "jsb": ("-8.71", "28.46")}),
+    ("RNN-RBM (2012)", {"piano-midi": ("-7.09", "28.92"), "nottingham": ("-2.39", "75.40"),
+                        "musedata": ("-6.01", "34.02"), "jsb": ("-6.27", "33.12")}),
     ("RNN-NADE, SGD (2012)", {"piano-midi": ("-7.48", "20.69"), "nottingham": ("-2.91", "64.95"),
                               "musedata": ("-6.74", "24.91"), "jsb": ("-5.83", "32.11")}),
-    ("RNN-NADE, HF (2012)", {"piano-midi": ("-7.05", "23.42"), "nottingham": ("-2.31", "71.50"), "musedata": ("-5.60", "32.60"),
-                             "jsb": ("-5.56", "32.50")}),
+    ("RNN-NADE, HF (2012)", {"piano-midi": ("-7.05", "23.42"), "nottingham": ("-2.31", "71.50"),
+                             "musedata": ("-5.60", "32.60"), "jsb": ("-5.56", "32.50")}),
     ("DMM-Aug-NADE (Krishnan 2017)", {"piano-midi": ("-7.048", None), "nottingham": ("-2.305", None),
                                       "musedata": ("-6.049", None), "jsb": ("-5.118", None)}),
 ]
@@ -111,11 +112,9 @@ def promote(a) -> dict:
         raise MusicrnnError(f"--config {a.config} not found")
     if a.ckpt is not None:
         source, log_dir, summary = a.ckpt, None, {}
-    elif a.run_dir is not None:
+    else:
         ckpt_dir, log_dir = run_folders(a.run_dir)
         source, summary = ckpt_dir / "model.ckpt", json.loads((ckpt_dir / "summary.json").read_text())
-    else:
-        raise MusicrnnError("give a run folder (checkpoints/<run>) or --ckpt PATH")
     model, data_hp = load_model(source)
     if type(model).__name__ != MODELS[a.model][0]:
         raise MusicrnnError(f"{source} holds a {type(model).__name__}, not --model {a.model}")
@@ -151,7 +150,9 @@ def promote(a) -> dict:
     if log_dir is not None:
         facts["curves"] = f"docs/curves/{name}.png"
         plot.runs_to_png([log_dir], repo / facts["curves"], titles=("Log-likelihood",))
-    facts["sample"] = sample_roll(dest, repo, name, a.sample_steps, a.sample_seed) if a.model == "rnn_nade" else None
+    facts["sample"] = None
+    if a.model == "rnn_nade":  # the one model whose samples are exact and cheap
+        facts["sample"] = sample_roll(dest, repo, name, a.sample_steps, a.sample_seed)
     text = json.dumps(facts, indent=2) + "\n"
     atomic_write(dest.with_suffix(".json"), lambda f: f.write(text.encode()))
     print(f"{source} -> {dest} (+ .json)" + (f", {facts['curves']}" if facts["curves"] else "")
@@ -189,14 +190,23 @@ def promoted(repo: Path) -> dict[tuple[str, str], dict]:
 
 def measure(repo: Path, rows: list[tuple[str, str]], root: str, data_dir: str, workers: int) -> dict:
     """Test figures of each ``(corpus, model)`` checkpoint, ``workers`` processes of one thread each."""
-    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # read by torch in each fresh worker
-    # A fresh process per checkpoint, seeded 0: the RNN-RBM's AIS figure does not depend on what ran before.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=torch.random.manual_seed,
-                             initargs=(0,), max_tasks_per_child=1) as pool:
-        jobs = {(c, m): pool.submit(evaluate, str(repo / "checkpoints" / c / f"{m}.ckpt"), c, root, "test", data_dir,
-                                    ais_bias_frames=AIS_BIAS_FRAMES if m == "rnn_rbm" else 0, progress=False)
-                for c, m in sorted(rows, key=lambda r: r[1] != "rnn_rbm")}  # the slow ones first
-        return {row: job.result() for row, job in jobs.items()}
+    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))  # read by torch in each fresh worker
+    try:
+        # A fresh process per checkpoint, seeded 0: an RNN-RBM's AIS figure does not depend on what ran before.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1,
+                                 initializer=torch.random.manual_seed, initargs=(0,)) as pool:
+            jobs = {(c, m): pool.submit(evaluate, str(repo / "checkpoints" / c / f"{m}.ckpt"), c, root, "test",
+                                        data_dir, ais_bias_frames=AIS_BIAS_FRAMES if m == "rnn_rbm" else 0,
+                                        progress=False)
+                    for c, m in sorted(rows, key=lambda r: r[1] != "rnn_rbm")}  # the slow ones first
+            return {row: job.result() for row, job in jobs.items()}
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
 
 
 def committed_figures(text: str) -> dict[tuple[str, str], dict]:
@@ -246,7 +256,9 @@ def differences(row: tuple[str, str], new: dict, old: dict | None) -> list[str]:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def fmt(value, spec: str, scale: float = 1) -> str:
@@ -298,8 +310,8 @@ def check(a) -> int:
         raise MusicrnnError(f"{results} needs one {BEGIN} ... {END} pair around the tables")
     rows = promoted(repo)
     chosen = [r for r in rows if r[1] in a.models and r[0] in a.corpora]
-    print(f"evaluating {len(chosen)} checkpoint(s) on their test splits: "
-          + ", ".join(f"{c}/{m}" for c, m in chosen), flush=True)
+    print(f"evaluating {len(chosen)} checkpoint(s) on their test splits"
+          + "".join(f"{', ' if i else ': '}{c}/{m}" for i, (c, m) in enumerate(chosen)), flush=True)
     new = measure(repo, chosen, a.root, a.data_dir, a.workers)
     old = committed_figures(text)
     figures = dict(old)  # rows not re-measured keep their committed figures, else training's own

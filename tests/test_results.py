@@ -48,31 +48,27 @@ def test_promote_writes_checkpoint_facts_curves_and_sample(promoted_nade, tmp_pa
 
 
 def test_check_rewrites_the_table_and_reports_a_tampered_figure(promoted_nade, jsb_root, tmp_path, capsys):
-    repo = promoted_nade
+    repo, row = promoted_nade, ("jsb", "rnn_nade")
+    summary = json.loads((tmp_path / "checkpoints/tiny/summary.json").read_text())
+    tampered = {"ll": round(-summary["test/nll"] + 0.01, 3), "stderr": None, "acc": summary["test/frame_acc"],
+                "bias": None, "bias_stderr": None}
     page = repo / "RESULTS.md"
-    page.write_text(f"# Results\n\nintro\n\n{results.BEGIN}\nold table\n{results.END}\n\n## Ablation\nkept\n")
-    args = ["--repo", str(repo), "check", "--root", str(jsb_root), "--data-dir", str(tmp_path / "data")]
-    assert results.main(args) == 0
+    page.write_text(f"# Results\n\nintro\n\n{results.render(results.promoted(repo), {row: tampered})}\n\n"
+                    "## Ablation\nkept\n")
+    assert results.main(["--repo", str(repo), "check", "--root", str(jsb_root),
+                         "--data-dir", str(tmp_path / "data")]) == 0
     direct = evaluate(str(repo / "checkpoints/jsb/rnn_nade.ckpt"), "jsb", str(jsb_root),
                       data_dir=str(tmp_path / "data"), progress=False)
     text = page.read_text()
     assert text.startswith("# Results\n\nintro\n\n") and text.endswith("## Ablation\nkept\n")
-    row = next(line for line in text.splitlines() if line.startswith("| RNN-NADE (ours)"))
-    assert row.split("|")[3].strip() == f"{-direct['nll']:.3f}"
-    assert row.split("|")[5].strip() == f"{100 * direct['frame_acc']:.2f}"
+    line = next(line for line in text.splitlines() if line.startswith("| RNN-NADE (ours)"))
+    assert line.split("|")[3].strip() == f"{-direct['nll']:.3f}"
+    assert line.split("|")[5].strip() == f"{100 * direct['frame_acc']:.2f}"
     assert "| RNN (ours) | not trained yet |" in text and "| RNN-NADE, HF (2012) | – | -5.56 |" in text
     assert "docs/samples/jsb-rnn_nade.png" in text and "docs/curves/jsb-rnn_nade.png" in text
-    out = capsys.readouterr().out
-    assert "jsb/rnn_nade: no committed figure" in out
-
-    assert results.main(args) == 0  # as committed now
-    assert "jsb/rnn_nade: as committed" in capsys.readouterr().out and page.read_text() == text
-
-    tampered = f"{-direct['nll'] + 0.01:.3f}"
-    page.write_text(text.replace(row, row.replace(f"| {-direct['nll']:.3f} |", f"| {tampered} |")))
-    assert results.main(args) == 0
-    assert f"jsb/rnn_nade: test log-lik. {tampered} -> {-direct['nll']:.3f}" in capsys.readouterr().out
-    assert page.read_text() == text  # and the measured figure is back
+    said = capsys.readouterr().out
+    assert f"jsb/rnn_nade: test log-lik. {tampered['ll']:.3f} -> {-direct['nll']:.3f} (" in said
+    assert "test ACC" not in said  # the untouched accuracy is as committed
 
 
 def test_bad_input_is_one_line(promoted_nade, tmp_path, capsys):
@@ -81,3 +77,31 @@ def test_bad_input_is_one_line(promoted_nade, tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: data root")
     assert results.main(["--repo", repo, "promote", "checkpoints/tiny", "--corpus", "jsb", "--model", "rnn"]) == 2
     assert "holds a RNNNADE, not --model rnn" in capsys.readouterr().err
+
+
+def test_promote_a_checkpoint_without_its_run(promoted_nade, jsb_root, tmp_path):
+    summary = json.loads((tmp_path / "checkpoints/tiny/summary.json").read_text())
+    repo = tmp_path / "other"
+    assert results.main(["--repo", str(repo), "promote", "--ckpt", "checkpoints/tiny/model.ckpt", "--corpus", "jsb",
+                         "--model", "rnn_nade", "--epochs", "93", "--train-seconds", "134", "--test-nll", "8.67",
+                         "--measure-valid", "--root", str(jsb_root), "--note", "from the README",
+                         "--sample-steps", "8"]) == 0
+    facts = json.loads((repo / "checkpoints/jsb/rnn_nade.json").read_text())
+    assert facts["epochs"] == 93 and facts["train_seconds"] == 134 and facts["test"]["nll"] == 8.67
+    assert abs(facts["valid_nll"] - summary["val/nll"]) < 1e-5  # measured now, as training scored it
+    assert facts["curves"] is None and "by hand" in facts["source"] and facts["note"] == "from the README"
+
+
+def test_rbm_rows_differ_beyond_three_standard_errors():
+    rows = {("nottingham", "rnn_rbm"): {"parameters": 10, "epochs": 3, "train_seconds": 9000.0}}
+    fig = {"ll": -2.5, "stderr": 0.01, "acc": 0.7, "bias": 0.004, "bias_stderr": 0.002}
+    page = results.render(rows, {("nottingham", "rnn_rbm"): fig})
+    assert "| RNN-RBM (ours) | – | -2.500 ± 0.010 | +0.004 ± 0.002 | 70.00 | 10 | 3 | 2.5 h |" in page
+    old = results.committed_figures(page)[("nottingham", "rnn_rbm")]
+    assert old == {**fig, "as_trained": False}
+    near = {"nll": 2.5 + 0.04, "nll_stderr": 0.01, "frame_acc": 0.1}  # 2.8 standard errors of the difference
+    assert results.differences(("nottingham", "rnn_rbm"), near, old) == []
+    far = {"nll": 2.5 + 0.05, "nll_stderr": 0.01, "frame_acc": 0.7}
+    assert results.differences(("nottingham", "rnn_rbm"), far, old)[0].startswith("test log-lik. -2.500 -> -2.550")
+    exact = {"nll": 2.5 + 0.002, "nll_stderr": 0.0, "frame_acc": 0.7}
+    assert results.differences(("nottingham", "rnn"), exact, old) == ["test log-lik. -2.500 -> -2.502"]

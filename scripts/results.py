@@ -131,15 +131,23 @@ def promote(a) -> dict:
                            "frame_acc": summary["test/frame_acc"]},
                   "source": f"train.py run {source.parent.name}: its summary.json and metrics.csv"}
     else:
-        valid = {"nll": a.valid_nll, "frame_acc": a.valid_acc}
-        if a.measure_valid:  # no training log: the validation figures measured now, as train.py would have
-            valid = evaluate(str(source), a.corpus, a.root, split="valid", progress=False)
-        facts |= {"valid_nll": valid["nll"], "valid_frame_acc": valid["frame_acc"], "epochs": a.epochs,
-                  "train_seconds": a.train_seconds,
-                  "command": a.command or (config_command(a.config, None) if a.config else None),
-                  "test": {"nll": a.test_nll, "nll_stderr": a.test_nll_stderr, "frame_acc": a.test_acc},
-                  "source": f"checkpoint {source} without its run folder: training facts given by hand"
-                            + ("; validation measured by evaluate() after training" if a.measure_valid else "")}
+        facts |= {"valid_nll": None, "valid_frame_acc": None, "epochs": None, "train_seconds": None,
+                  "command": config_command(a.config, None) if a.config else None,
+                  "test": {"nll": None, "nll_stderr": None, "frame_acc": None},
+                  "source": f"checkpoint {source} without its run folder"}
+    # Facts given by hand win, with a run too: a resumed run's summary.json counts only its last session's time.
+    hand = {"valid_nll": a.valid_nll, "valid_frame_acc": a.valid_acc, "epochs": a.epochs,
+            "train_seconds": a.train_seconds, "command": a.command}
+    test = {"nll": a.test_nll, "nll_stderr": a.test_nll_stderr, "frame_acc": a.test_acc}
+    facts |= {k: v for k, v in hand.items() if v is not None}
+    facts["test"] |= {k: v for k, v in test.items() if v is not None}
+    given = [k for k, v in hand.items() if v is not None] + [f"test {k}" for k, v in test.items() if v is not None]
+    if given:
+        facts["source"] += f"; given by hand: {', '.join(given)}"
+    if a.measure_valid:  # e.g. no training log: the validation figures measured now, as train.py scores them
+        valid = evaluate(str(source), a.corpus, a.root, split="valid", progress=False)
+        facts |= {"valid_nll": valid["nll"], "valid_frame_acc": valid["frame_acc"]}
+        facts["source"] += "; validation measured by evaluate() after training"
     if a.note:
         facts["note"] = a.note
 
@@ -347,7 +355,7 @@ def run(argv: list[str]) -> int:
     pr.add_argument("--note", help="a remark kept in the .json")
     pr.add_argument("--sample-steps", type=int, default=128, help="frames of the RNN-NADE's sample")
     pr.add_argument("--sample-seed", type=int, default=3)
-    hand = pr.add_argument_group("with --ckpt: the training facts, by hand")
+    hand = pr.add_argument_group("training facts by hand (with --ckpt; with a run they replace the run's)")
     for flag, kind in [("--epochs", int), ("--train-seconds", float), ("--valid-nll", float), ("--valid-acc", float),
                        ("--test-nll", float), ("--test-nll-stderr", float), ("--test-acc", float), ("--command", str)]:
         hand.add_argument(flag, type=kind)

@@ -257,7 +257,7 @@ def differences(row: tuple[str, str], new: dict, old: dict | None) -> list[str]:
     if abs(ll - old["ll"]) > EXACT_TOLERANCE:
         said.append(f"test log-lik. {old['ll']:.3f} -> {ll:.3f}")
     if old["acc"] is None or abs(new["frame_acc"] - old["acc"]) > EXACT_TOLERANCE:
-        said.append(f"test ACC {100 * (old['acc'] or 0):.2f} -> {100 * new['frame_acc']:.2f} %")
+        said.append(f"test ACC {fmt(old['acc'], '.2f', 100)} -> {100 * new['frame_acc']:.2f} %")
     return said
 
 
@@ -334,6 +334,9 @@ def check(a) -> int:
         said = differences(row, r, old.get(row))
         print(f"{row[0]}/{row[1]}: " + ("; ".join(said) if said else "as committed")
               + f" (test log-lik. {-r['nll']:.4f}, ACC {100 * r['frame_acc']:.2f} %)")
+    for row in sorted(set(rows) - set(new)):
+        kept = "as committed" if row in old else "as trained" if row in figures else "none yet"
+        print(f"{row[0]}/{row[1]}: not re-measured; figures {kept}")
     start, end = text.index(BEGIN), text.index(END) + len(END)
     updated = text[:start] + render(rows, figures) + text[end:]
     atomic_write(results, lambda f: f.write(updated.encode()))

@@ -39,11 +39,12 @@ import torch  # noqa: E402
 from musicrnn import generate, plot  # noqa: E402
 from musicrnn.atomic import atomic_write  # noqa: E402
 from musicrnn.cli import ArgumentParser, run_command  # noqa: E402
+from musicrnn.corpora import BENCHMARKS  # noqa: E402
 from musicrnn.errors import MusicrnnError  # noqa: E402
 from musicrnn.evaluate import evaluate  # noqa: E402
 from musicrnn.models import load_model  # noqa: E402
 
-CORPORA = {"jsb": "JSB Chorales", "nottingham": "Nottingham", "musedata": "MuseData", "piano-midi": "Piano-midi.de"}
+CORPORA = BENCHMARKS  # corpus -> its name, which is also its pickle's: "jsb" -> "JSB Chorales"
 MODELS = {"rnn": ("RNN", "RNN"), "rnn_rbm": ("RNNRBM", "RNN-RBM"), "rnn_nade": ("RNNNADE", "RNN-NADE")}  # class, label
 AIS_BIAS_FRAMES = 500
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -81,7 +82,8 @@ def run_folders(run_dir: Path) -> tuple[Path, Path]:
     ckpt_dir = run_dir if (run_dir / "model.ckpt").exists() else Path("checkpoints") / run_dir.name
     log_dir = run_dir if (run_dir / "metrics.csv").exists() else Path("runs") / run_dir.name
     if not (ckpt_dir / "model.ckpt").is_file() or not (ckpt_dir / "summary.json").is_file():
-        raise MusicrnnError(f"{ckpt_dir} holds no model.ckpt and summary.json: not a finished train.py run")
+        raise MusicrnnError(f"{run_dir} is not a finished train.py run (no model.ckpt and summary.json in "
+                            f"{ckpt_dir})")
     return ckpt_dir, log_dir
 
 
@@ -318,6 +320,9 @@ def check(a) -> int:
         raise MusicrnnError(f"{results} needs one {BEGIN} ... {END} pair around the tables")
     rows = promoted(repo)
     chosen = [r for r in rows if r[1] in a.models and r[0] in a.corpora]
+    for corpus in sorted({c for c, _ in chosen}):  # said now, not by a worker after the others' minutes
+        if not (Path(a.root) / f"{CORPORA[corpus]}.pickle").is_file():
+            raise MusicrnnError(f"{Path(a.root) / CORPORA[corpus]}.pickle not found: --root holds the benchmark pickles")
     print(f"evaluating {len(chosen)} checkpoint(s) on their test splits"
           + "".join(f"{', ' if i else ': '}{c}/{m}" for i, (c, m) in enumerate(chosen)), flush=True)
     new = measure(repo, chosen, a.root, a.data_dir, a.workers)
@@ -375,7 +380,7 @@ def run(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.verb == "promote":
         if (a.run_dir is None) == (a.ckpt is None):
-            raise MusicrnnError("give either a run folder or --ckpt PATH, not both")
+            raise MusicrnnError("give one of a run folder (checkpoints/<run>) and --ckpt PATH")
         promote(a)
         return 0
     if a.workers < 1:

@@ -75,6 +75,9 @@ def test_bad_input_is_one_line(promoted_nade, tmp_path, capsys):
     repo = str(promoted_nade)
     assert results.main(["--repo", repo, "check", "--root", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.startswith("error: data root")
+    assert results.main(["--repo", repo, "check", "--root", str(tmp_path)]) == 2  # a folder without the pickle
+    assert capsys.readouterr().err == f"error: {tmp_path}/JSB Chorales.pickle not found: --root holds the " \
+                                      "benchmark pickles\n"
     assert results.main(["--repo", repo, "promote", "checkpoints/tiny", "--corpus", "jsb", "--model", "rnn"]) == 2
     assert "holds a RNNNADE, not --model rnn" in capsys.readouterr().err
 

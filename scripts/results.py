@@ -237,8 +237,15 @@ def committed_figures(text: str) -> dict[tuple[str, str], dict]:
                     "ll": float(ll.group(1)), "stderr": number(ll.group(2)),
                     "acc": float(acc.group()) / 100 if acc else None,
                     "bias": number(bias.group(1)), "bias_stderr": number(bias.group(2)),
-                    "as_trained": AS_TRAINED in cells[2]}
+                    "as_trained": AS_TRAINED in cells[2], "facts": training_cells(line)}
     return figures
+
+
+def training_cells(line: str) -> tuple[str, ...]:
+    """An "ours" row's cells that come from its ``.json`` (validation, parameters, epochs, training time):
+    if they changed, the committed test figures belong to a checkpoint promoted before."""
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    return cells[1], *cells[5:8]
 
 
 def number(text: str | None) -> float | None:
@@ -327,7 +334,9 @@ def check(a) -> int:
     print(f"evaluating {len(chosen)} checkpoint(s) on their test splits"
           + "".join(f"{', ' if i else ': '}{c}/{m}" for i, (c, m) in enumerate(chosen)), flush=True)
     new = measure(repo, chosen, a.root, a.data_dir, a.workers)
-    old = committed_figures(text)
+    labels = {m: label for m, (_, label) in MODELS.items()}
+    old = {row: fig for row, fig in committed_figures(text).items()  # not a replaced checkpoint's figures
+           if row in rows and fig["facts"] == training_cells(ours_row(labels[row[1]], rows[row], None))}
     figures = dict(old)  # rows not re-measured keep their committed figures, else training's own
     for row, facts in rows.items():
         if row not in figures and facts.get("test", {}).get("nll") is not None:

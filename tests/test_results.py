@@ -70,6 +70,12 @@ def test_check_rewrites_the_table_and_reports_a_tampered_figure(promoted_nade, j
     assert f"jsb/rnn_nade: test log-lik. {tampered['ll']:.3f} -> {-direct['nll']:.3f} (" in said
     assert "test ACC" not in said  # the untouched accuracy is as committed
 
+    meta = repo / "checkpoints/jsb/rnn_nade.json"  # another checkpoint promoted, not yet re-measured:
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "epochs": 5, "test": {"nll": 1.0}}))
+    assert results.main(["--repo", str(repo), "check", "--root", str(jsb_root), "--models", "rnn"]) == 0
+    assert "| RNN-NADE (ours) " in page.read_text() and "| -1.000 (as trained) |" in page.read_text()
+    assert "jsb/rnn_nade: not re-measured; figures as trained" in capsys.readouterr().out
+
 
 def test_bad_input_is_one_line(promoted_nade, tmp_path, capsys):
     repo = str(promoted_nade)
@@ -103,7 +109,7 @@ def test_rbm_rows_differ_beyond_three_standard_errors():
     page = results.render(rows, {("nottingham", "rnn_rbm"): fig})
     assert "| RNN-RBM (ours) | – | -2.500 ± 0.010 | +0.004 ± 0.002 | 70.00 | 10 | 3 | 2.5 h |" in page
     old = results.committed_figures(page)[("nottingham", "rnn_rbm")]
-    assert old == {**fig, "as_trained": False}
+    assert old == {**fig, "as_trained": False, "facts": ("–", "10", "3", "2.5 h")}
     near = {"nll": 2.5 + 0.04, "nll_stderr": 0.01, "frame_acc": 0.1}  # 2.8 standard errors of the difference
     assert results.differences(("nottingham", "rnn_rbm"), near, old) == []
     far = {"nll": 2.5 + 0.05, "nll_stderr": 0.01, "frame_acc": 0.7}

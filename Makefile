@@ -1,9 +1,11 @@
-# `make train` and `make test` (and `make lint`: ruff, which CI runs before the tests); each creates .venv from requirements.txt first.
+# `make train` and `make test` (and `make lint`: ruff, which CI runs before the tests; `make results`: RESULTS.md
+# from the committed checkpoints); each creates .venv from requirements.txt first.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+ROOT ?= ../shared/data/pickle
 
-.PHONY: train test test-all lint bench clean
+.PHONY: train test test-all lint bench results clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +30,6 @@ clean:
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench.py
+
+results: $(VENV)/.installed
+	$(PY) scripts/results.py check --root $(ROOT)

@@ -45,8 +45,9 @@ def read_metrics(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
     return series
 
 
-def runs_to_png(run_dirs: list[Path], out: Path) -> Path:
-    """Draw the learning curves of one or more runs into ``out`` (PNG, 150 dpi)."""
+def runs_to_png(run_dirs: list[Path], out: Path, titles: tuple[str, ...] | None = None) -> Path:
+    """Draw the learning curves of one or more runs into ``out`` (PNG, 150 dpi): the panels named in
+    ``titles`` (``PANELS``' first field), or every one the runs logged."""
     # Here, not at the top: choosing the Agg backend is process-wide, done only when drawing.
     import matplotlib
 
@@ -54,7 +55,10 @@ def runs_to_png(run_dirs: list[Path], out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     runs = {d.name: read_metrics(d) for d in run_dirs}
-    panels = [p for p in PANELS if any(m in s for s in runs.values() for m in p[2])]
+    panels = [p for p in PANELS if any(m in s for s in runs.values() for m in p[2])
+              and (titles is None or p[0] in titles)]
+    if not panels:
+        raise MusicrnnError(f"{', '.join(map(str, run_dirs))}: no metrics to draw in metrics.csv")
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.6 * len(panels)), squeeze=False)
     for ax, (title, ylabel, metrics, xlabel) in zip(axes[:, 0], panels):
         for run, series in runs.items():

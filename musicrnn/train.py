@@ -95,15 +95,19 @@ class TrainCLI(LightningCLI):
 
 
 def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_train: bool = False) -> dict:
-    """Test the best checkpoint and write ``summary.json`` (and the slim ``model.ckpt``) beside it;
-    ``eval_train`` adds its log-likelihood on the training split."""
+    """Test the best checkpoint and write ``summary.json`` (and the slim ``model.ckpt``) beside it, with the
+    best ``val/nll`` and the parameter count; ``eval_train`` adds its log-likelihood on the training split."""
     best = run_dir / "best.ckpt"
     if eval_train:  # before the test run, whose metrics are the ones left on the model
         train = trainer.test(model, dataloaders=datamodule.eval_dataloader("train"), ckpt_path=str(best),
                              verbose=False)[0]
     results = trainer.test(model, datamodule=datamodule, ckpt_path=str(best), verbose=False)[0]
+    # The checkpoint that monitors val/nll chose best.ckpt; its score is the validation figure of the run.
+    chooser = next((c for c in trainer.checkpoint_callbacks if c.monitor == "val/nll"), None)
+    val_nll = None if chooser is None or chooser.best_model_score is None else float(chooser.best_model_score)
     summary = {
         "model": type(model).__name__, "dataset": datamodule.hparams.dataset,
+        "val/nll": val_nll, "parameters": sum(p.numel() for p in model.parameters()),
         "test/log_likelihood": -results["test/nll"], "test/nll": results["test/nll"],
         "test/nll_stderr": results.get("test/nll_stderr", 0.0),
         "test/frame_acc": results["test/frame_acc"], "epochs": trainer.current_epoch,

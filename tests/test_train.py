@@ -36,6 +36,11 @@ def test_train_then_evaluate_reproduces_the_summary(jsb_root, tmp_path, monkeypa
     run = tmp_path / "checkpoints" / "tiny"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["test/log_likelihood"] == -summary["test/nll"]
+    model, _ = load_model(run / "model.ckpt")
+    assert summary["parameters"] == sum(p.numel() for p in model.parameters()) > 0
+    valid = evaluate(str(run / "best.ckpt"), "jsb", str(jsb_root), split="valid", data_dir=str(tmp_path / "data"),
+                     progress=False)
+    assert abs(valid["nll"] - summary["val/nll"]) < 1e-5  # the score that chose best.ckpt
     for ckpt in ("best.ckpt", "model.ckpt"):
         r = evaluate(str(run / ckpt), "jsb", str(jsb_root), data_dir=str(tmp_path / "data"), progress=False)
         assert abs(r["nll"] - summary["test/nll"]) < 1e-6

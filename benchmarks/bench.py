@@ -7,7 +7,8 @@ and sampling throughput in frames per second, peak resident memory of each phase
 model FLOP utilisation (MFU): the model's own FLOPs per frame (``flops_per_frame`` below, counted from
 the shapes) times frames per second, over the fp32 matmul peak this process measures just before.
 Then how training cost grows with batch size and with sequence length (chunked), and the time to
-load each cached corpus. Prints a table and writes ``benchmarks/latest.json``.
+load each cached corpus; last, the speed-ups of ``benchmarks/speed_ratios.py``. Prints a table and
+writes ``benchmarks/latest.json``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from musicrnn.data import collate  # noqa: E402
 from musicrnn.model import RNN  # noqa: E402
 from musicrnn.nade import RNNNADE  # noqa: E402
 from musicrnn.rbm import RNNRBM  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import speed_ratios  # noqa: E402
 
 D = 88
 
@@ -225,6 +229,9 @@ def main(argv=None) -> int:
             fps = timed_train(model, data, 2, warmup=1, repeats=1)
         add(model="RNNNADE", corpus="piano-midi", phase="train", frames_per_s=fps, peak_rss_mb=mem.mb,
             note=f"batch 8 length {length}", mfu=flops_per_frame(model) * fps / peak)
+
+    # Issue 13's speed-ups, each measured side by side against the code it replaces.
+    speed_ratios.report(a.root, quick=a.quick)
 
     for r in records:
         r.update(threads=torch.get_num_threads(), matmul_peak_gflops=round(peak / 1e9, 2))

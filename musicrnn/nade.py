@@ -35,27 +35,34 @@ def _layout(on, width: int):
     n, D = on.shape
     k = on.sum(1)  # (n,) active pitches per frame
     start = k.cumsum(0) - k + torch.arange(n)
-    seg = on.cumsum(1) - on.long()  # (n, D): active pitches below i = which state pitch i reads
+    # (n, D): active pitches below i = which state pitch i reads. Few (n, D) temporaries here and below:
+    # each new one of a few hundred KiB costs page faults (0.2-0.4 ms each on JSB batches).
+    seg = F.pad(on[:, :-1], (1, 0)).cumsum(1, dtype=torch.int32)
     frame, pitch = on.nonzero(as_tuple=True)  # frame-major, then pitch order
-    slot = seg[frame, pitch] + 1  # 1..k_f
+    slot = seg.view(-1).index_select(0, frame * D + pitch) + 1  # 1..k_f
     counts = torch.bincount(slot, minlength=1).tolist()[1:]
     order = torch.argsort(slot, stable=True)
-    by_slot = list(zip((start[frame] + slot)[order].split(counts), pitch[order].split(counts)))
+    dst = (start.index_select(0, frame) + slot).index_select(0, order)
+    by_slot = list(zip(dst.split(counts), pitch.index_select(0, order).split(counts)))
     blocks = -(-D // width)
-    seg = torch.cat([seg, seg[:, -1:].expand(n, blocks * width - D)], 1).view(n, blocks, width)
+    if blocks * width > D:
+        seg = torch.cat([seg, seg[:, -1:].expand(n, blocks * width - D)], 1)
+    seg = seg.view(n, blocks, width)
     first = seg[:, :, 0]  # (n, blocks)
-    c = (seg[:, :, -1] - first + 1).T.reshape(-1)  # states each block reads of each frame, block-major
+    c = (seg[:, :, -1] - first + 1).T.reshape(-1).long()  # states each block reads of each frame, block-major
     off = c.cumsum(0) - c
     total = int(c.sum())
     rows = torch.repeat_interleave((start + first.T).reshape(-1) - off, c, output_size=total) + torch.arange(total)
     bounds = torch.cat([off[::n], torch.tensor([total])]) if n else torch.zeros(blocks + 1, dtype=torch.long)
     lo, size = bounds[:-1, None], bounds[1:, None] - bounds[:-1, None]  # (blocks, 1)
     # block b's logits are a (width, size_b) matrix from flat position width * lo_b: pitch-major
-    read = width * lo + torch.arange(width) * size + (off.view(blocks, n).T[:, :, None] + seg - first[:, :, None] - lo)
-    return start, by_slot, rows, read.reshape(n, blocks * width)[:, :D].reshape(-1), bounds.tolist()
+    base = ((off.view(blocks, n) + (width - 1) * lo).T - first).int()  # (n, blocks); int32 halves read
+    read = (seg + base[:, :, None]).add_(torch.arange(width, dtype=torch.int32) * size.int()).view(n, blocks * width)
+    return start, by_slot, rows, (read[:, :D] if blocks * width > D else read).reshape(-1), bounds.tolist()
 
 
 _SCRATCH: dict[tuple, torch.Tensor] = {}
+_HB_OWNER: list = [None]  # the forward call whose states the "hb" scratch buffer holds
 
 
 def _scratch(name: str, shape: tuple, like: torch.Tensor) -> torch.Tensor:
@@ -83,6 +90,16 @@ def _hidden(b_h, Wt, start, by_slot):
     return A.sigmoid_()
 
 
+def _logits(hb, Vp, b_v, read, bounds, out):
+    """Each frame's logit of each pitch into ``out (n, D)``: per block of pitches, ``V_b h_b^T`` (faster
+    than ``h_b V_b^T``), read at the state each pitch reads, plus ``b_v``."""
+    w = NADELogProb.PITCH_BLOCK
+    g = _scratch("g", (len(hb) * w,), hb)
+    for b, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        torch.mm(Vp[b * w:(b + 1) * w], hb[lo:hi].T, out=g[w * lo:w * hi].view(w, hi - lo))
+    return torch.index_select(g, 0, read, out=out.view(-1)).view_as(out).add_(b_v)
+
+
 class NADELogProb(torch.autograd.Function):
     """``log p(v)`` of a NADE per frame, with the gradient of Larochelle & Murray (2011) by hand.
 
@@ -102,24 +119,34 @@ class NADELogProb(torch.autograd.Function):
     def forward(ctx, v, b_v, b_h, W, V):
         w = NADELogProb.PITCH_BLOCK
         start, by_slot, rows, read, bounds = _layout(v != 0, w)
-        h = _hidden(b_h, W.T.contiguous(), start, by_slot)
-        hb = h.index_select(0, rows)  # (R2, H)
+        Wt = W.T.contiguous()
+        h = _hidden(b_h, Wt, start, by_slot)
+        # The states each block reads (R2, H) and the logits, kept for the backward pass in scratch buffers
+        # too (new ones cost 0.7-2.8 ms of page faults a call): unless another call overwrote them by then,
+        # in which case the backward pass computes them again.
+        hb = torch.index_select(h, 0, rows, out=_scratch("hb", (len(rows), h.shape[1]), h))
+        ctx.token = _HB_OWNER[0] = object()
         pad = (len(bounds) - 1) * w - len(V)
         Vp = F.pad(V, (0, 0, 0, pad)) if pad else V  # (blocks * w, H)
-        g = _scratch("g", (len(hb) * w,), hb)
-        for b, (lo, hi) in enumerate(itertools.pairwise(bounds)):  # V_b h_b^T: faster than h_b V_b^T
-            torch.mm(Vp[b * w:(b + 1) * w], hb[lo:hi].T, out=g[w * lo:w * hi].view(w, hi - lo))
-        logits = g.view(-1).index_select(0, read).view_as(v) + b_v
-        ctx.save_for_backward(v, hb, V, Vp, logits, start, rows, read)
+        logits = _logits(hb, Vp, b_v, read, bounds, _scratch("logits", v.shape, b_v))
+        ctx.save_for_backward(v, b_v, b_h, Wt, V, Vp, start, rows, read)
         ctx.by_slot, ctx.bounds, ctx.states = by_slot, bounds, len(h)
-        return -F.binary_cross_entropy_with_logits(logits, v, reduction="none").sum(-1)
+        # -log p(v_i | v_<i) = softplus(logit) - v_i logit, with one temporary (the cross-entropy op makes
+        # several); softplus returns x itself for x > 20, which differs by exp(-20) at most.
+        return F.softplus(logits).addcmul_(v, logits, value=-1).sum(-1).neg_()
 
     @staticmethod
     def backward(ctx, grad):
-        v, hb, V, Vp, logits, start, rows, read = ctx.saved_tensors
+        v, b_v, b_h, Wt, V, Vp, start, rows, read = ctx.saved_tensors
         w, bounds = NADELogProb.PITCH_BLOCK, ctx.bounds
-        d_logits = grad[:, None] * (v - torch.sigmoid(logits))  # (frames, D) = grad of b_v
-        d_g = _scratch("g", (len(hb) * w,), hb).zero_().index_copy_(0, read, d_logits.view(-1))
+        if _HB_OWNER[0] is ctx.token:
+            hb, logits = _scratch("hb", (len(rows), b_h.shape[1]), b_h), _scratch("logits", v.shape, b_v)
+        else:
+            hb = _hidden(b_h, Wt, start, ctx.by_slot).index_select(0, rows)
+            logits = _logits(hb, Vp, b_v, read, bounds, torch.empty_like(b_v))
+        d_logits = torch.sigmoid(logits)
+        torch.sub(v, d_logits, out=d_logits).mul_(grad[:, None])  # (frames, D) = grad of b_v
+        d_g = _scratch("g", (len(hb) * w,), hb).zero_().index_add_(0, read, d_logits.view(-1))  # int32 read
         grad_Vp, d_hb = torch.empty_like(Vp), _scratch("d_hb", hb.shape, hb)
         for b, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             d_gb = d_g[w * lo:w * hi].view(w, hi - lo)  # dL/dlogit at the state each logit read

@@ -86,6 +86,25 @@ def test_nade_gradients_match_autograd_through_a_plain_loop():
         torch.testing.assert_close(got, expected)
 
 
+def test_nade_backward_pass_after_another_forward_pass():
+    """The backward pass reuses the forward pass's states from a scratch buffer unless a later call
+    overwrote them: then it recomputes them."""
+    torch.manual_seed(6)
+    D, H = 9, 4
+    calls = []
+    for n in (5, 3):
+        v = torch.bernoulli(torch.full((n, D), 0.3, dtype=torch.float64))
+        args = [torch.randn(n, D, dtype=torch.float64), torch.randn(n, H, dtype=torch.float64),
+                torch.randn(H, D, dtype=torch.float64), torch.randn(D, H, dtype=torch.float64)]
+        leaves = [a.clone().requires_grad_() for a in args]
+        calls.append((v, args, leaves, nade_log_prob(v, *leaves)))  # both forward passes first
+    for v, args, leaves, logp in calls:
+        plain = [a.clone().requires_grad_() for a in args]
+        expected = torch.autograd.grad(nade_log_prob_loop(v, *plain).sum(), plain)
+        for got, want in zip(torch.autograd.grad(logp.sum(), leaves), expected):
+            torch.testing.assert_close(got, want)
+
+
 def test_nade_matches_the_kept_reference_on_a_real_size_batch():
     """Against ``benchmarks/nade_reference.py`` (the per-pitch loop it replaced) at JSB's sizes and
     sparsity (about 4 of 88 pitches on), with padding frames and one dense frame."""

@@ -70,11 +70,13 @@ def _scratch(name: str, shape: tuple, like: torch.Tensor) -> torch.Tensor:
     buffer of a few MiB costs a page fault per 4 KiB on first touch: on the JSB batches of
     ``benchmarks/speed_ratios.py`` that was about a quarter of ``NADELogProb``'s time (8.0 -> 6.0 ms with
     glibc told never to return memory, ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``).
-    Only for tensors that die before the forward or backward pass that made them returns."""
+    Only for tensors that die before the forward or backward pass that made them returns, or that the
+    backward pass checks are still its own (``_HB_OWNER``). Each name keeps its largest buffer (at most
+    64 MiB in float32) for the life of the process; inference mode has buffers of its own."""
     numel = math.prod(shape)
     if numel > 1 << 24:
         return like.new_empty(shape)
-    key = (name, like.dtype, like.device)
+    key = (name, like.dtype, like.device, torch.is_inference_mode_enabled())  # inference tensors stay inside
     if key not in _SCRATCH or _SCRATCH[key].numel() < numel:
         _SCRATCH[key] = like.new_empty(numel)
     return _SCRATCH[key][:numel].view(shape)

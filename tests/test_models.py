@@ -105,6 +105,18 @@ def test_nade_backward_pass_after_another_forward_pass():
             torch.testing.assert_close(got, want)
 
 
+def test_nade_trains_after_a_forward_pass_in_inference_mode():
+    """Scratch buffers made under ``torch.inference_mode`` (Lightning's validation) are not reused outside."""
+    torch.manual_seed(7)
+    model = RNNNADE(hidden=12, nade_hidden=7)
+    x = torch.bernoulli(torch.full((2, 9, 88), 0.1))
+    with torch.inference_mode():
+        model.log_prob(model.core(x)[0], x)
+    logp, _ = model.log_prob(model.core(x)[0], x)
+    (-logp.sum()).backward()
+    assert model.W.grad.abs().sum() > 0
+
+
 def test_nade_matches_the_kept_reference_on_a_real_size_batch():
     """Against ``benchmarks/nade_reference.py`` (the per-pitch loop it replaced) at JSB's sizes and
     sparsity (about 4 of 88 pitches on), with padding frames and one dense frame."""

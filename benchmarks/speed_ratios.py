@@ -10,6 +10,13 @@
 On a loaded machine only ratios of interleaved timings mean anything: each repeat times the reference
 and the new code one after the other on the same batches, and the median of the per-repeat ratios is
 reported.
+
+Where the RNN-RBM's time goes after this work (1 thread, torch.profiler / cProfile, busy 2-core CPU):
+at batch 16 a step is about 30 ms, of which the CD-15 products take ~8 ms (already ~100 GFLOP/s), the
+uniform draws ~7 ms (2.2 ns a number, the cheapest dtype) and the recurrent core's per-time-step
+autograd ~7 ms; at batch 1 a ``train.py`` step is ~9.9 ms against ~6.7 ms for the bare model step, most
+of which is again the core's per-time-step autograd. The aims (1.7x, 2x) need the core
+(``musicrnn/core.py``) to get a hand-written backward pass, as ``NADELogProb`` has.
 """
 
 from __future__ import annotations

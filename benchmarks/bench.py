@@ -7,7 +7,8 @@ and sampling throughput in frames per second, peak resident memory of each phase
 model FLOP utilisation (MFU): the model's own FLOPs per frame (``flops_per_frame`` below, counted from
 the shapes) times frames per second, over the fp32 matmul peak this process measures just before.
 Then how training cost grows with batch size and with sequence length (chunked), and the time to
-load each cached corpus. Prints a table and writes ``benchmarks/latest.json``.
+load each cached corpus; last, the speed-ups of ``benchmarks/speed_ratios.py``. Prints a table and
+writes ``benchmarks/latest.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ais_speed  # noqa: E402
 import busy  # noqa: E402
+import speed_ratios  # noqa: E402
 
 from musicrnn.corpora import load_corpus  # noqa: E402
 from musicrnn.data import collate  # noqa: E402
@@ -238,6 +240,7 @@ def main(argv=None) -> int:
         rows = busy.measure(a.root)
         print(busy.report(rows), flush=True)
         records += [{"phase": "busy", **r} for r in rows]
+    speed_ratios.report(a.root, quick=a.quick)  # NADE and tutorial-size RNN-RBM training speed-ups
 
     for r in records:
         r.update(threads=torch.get_num_threads(), matmul_peak_gflops=round(peak / 1e9, 2))

@@ -41,6 +41,7 @@ class NonFiniteGuard(L.Callback):
         self.skipped = 0  # in the whole run
         self.in_a_row = 0
         self._loss_finite = True
+        self._logged = None  # the count last logged
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
         self._loss_finite = bool(torch.isfinite(loss.detach()).all())
@@ -64,7 +65,12 @@ class NonFiniteGuard(L.Callback):
                 f"{last_checkpoint(trainer) or 'none saved yet'}")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        pl_module.log("train/skipped_steps", float(self.skipped), on_step=True, on_epoch=False, reduce_fx="max")
+        # Logged when the loggers write this step's metrics or when the count changed (for
+        # ``callback_metrics``): the loggers see the same values, and Lightning's ``log`` is not paid on
+        # every step (cProfile of train.py, tutorial-size RNN-RBM at batch 1: 0.7 ms of a 7.8 ms step).
+        if self.skipped != self._logged or trainer._logger_connector.should_update_logs:
+            pl_module.log("train/skipped_steps", float(self.skipped), on_step=True, on_epoch=False, reduce_fx="max")
+            self._logged = self.skipped
 
     def state_dict(self) -> dict:
         return {"skipped": self.skipped}

@@ -1,7 +1,9 @@
 """The maths of the frame distributions, checked by brute force at tiny sizes."""
 
+import importlib.util
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +12,8 @@ from musicrnn.ais import exact_log_z
 from musicrnn.models import RNN, RNNNADE
 from musicrnn.models.nade import nade_log_prob
 from musicrnn.models.rbm import RNNRBM, approximate_mode, free_energy, gibbs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def all_binary(d):
@@ -51,6 +55,89 @@ def test_nade_gradients_match_finite_differences():
             torch.randn(H, D, dtype=torch.float64, requires_grad=True),
             torch.randn(D, H, dtype=torch.float64, requires_grad=True)]
     assert torch.autograd.gradcheck(lambda *a: nade_log_prob(v, *a), args)
+
+
+def nade_log_prob_loop(v, b_v, b_h, W, V):
+    """The NADE written as plainly as possible, for autograd to differentiate."""
+    out = []
+    for f in range(len(v)):
+        a, logp = b_h[f], 0.0
+        for i in range(v.shape[1]):
+            p = torch.sigmoid(b_v[f, i] + V[i] @ torch.sigmoid(a))
+            logp = logp + torch.log(p if v[f, i] else 1 - p)
+            a = a + W[:, i] * v[f, i]
+        out.append(logp)
+    return torch.stack(out)
+
+
+def test_nade_gradients_match_autograd_through_a_plain_loop():
+    torch.manual_seed(4)
+    n, D, H = 6, 13, 5  # D not a multiple of the pitch block; an empty and a full frame
+    v = torch.bernoulli(torch.full((n, D), 0.3, dtype=torch.float64))
+    v[0], v[1] = 0, 1
+    args = [torch.randn(n, D, dtype=torch.float64), torch.randn(n, H, dtype=torch.float64),
+            torch.randn(H, D, dtype=torch.float64), torch.randn(D, H, dtype=torch.float64)]
+    weights = torch.randn(n, dtype=torch.float64)
+    grads = []
+    for f in (nade_log_prob, nade_log_prob_loop):
+        leaves = [a.clone().requires_grad_() for a in args]
+        logp = f(v, *leaves)
+        grads.append([logp, *torch.autograd.grad((logp * weights).sum(), leaves)])
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected)
+
+
+def test_nade_backward_pass_after_another_forward_pass():
+    """The backward pass reuses the forward pass's states from a scratch buffer unless a later call
+    overwrote them: then it recomputes them."""
+    torch.manual_seed(6)
+    D, H = 9, 4
+    calls = []
+    for n in (5, 3):
+        v = torch.bernoulli(torch.full((n, D), 0.3, dtype=torch.float64))
+        args = [torch.randn(n, D, dtype=torch.float64), torch.randn(n, H, dtype=torch.float64),
+                torch.randn(H, D, dtype=torch.float64), torch.randn(D, H, dtype=torch.float64)]
+        leaves = [a.clone().requires_grad_() for a in args]
+        calls.append((v, args, leaves, nade_log_prob(v, *leaves)))  # both forward passes first
+    for v, args, leaves, logp in calls:
+        plain = [a.clone().requires_grad_() for a in args]
+        expected = torch.autograd.grad(nade_log_prob_loop(v, *plain).sum(), plain)
+        for got, want in zip(torch.autograd.grad(logp.sum(), leaves), expected):
+            torch.testing.assert_close(got, want)
+
+
+def test_nade_trains_after_a_forward_pass_in_inference_mode():
+    """Scratch buffers made under ``torch.inference_mode`` (Lightning's validation) are not reused outside."""
+    torch.manual_seed(7)
+    model = RNNNADE(hidden=12, nade_hidden=7)
+    x = torch.bernoulli(torch.full((2, 9, 88), 0.1))
+    with torch.inference_mode():
+        model.log_prob(model.core(x)[0], x)
+    logp, _ = model.log_prob(model.core(x)[0], x)
+    (-logp.sum()).backward()
+    assert model.W.grad.abs().sum() > 0
+
+
+def test_nade_matches_the_kept_reference_on_a_real_size_batch():
+    """Against ``benchmarks/nade_reference.py`` (the per-pitch loop it replaced) at JSB's sizes and
+    sparsity (about 4 of 88 pitches on), with padding frames and one dense frame."""
+    spec = importlib.util.spec_from_file_location("nade_reference", ROOT / "benchmarks" / "nade_reference.py")
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    torch.manual_seed(5)
+    n, D, H = 700, 88, 150
+    v = torch.bernoulli(torch.full((n, D), 4 / 88, dtype=torch.float64))
+    v[-50:], v[3] = 0, torch.bernoulli(torch.full((D,), 0.5, dtype=torch.float64))
+    args = [torch.randn(n, D, dtype=torch.float64), torch.randn(n, H, dtype=torch.float64),
+            0.3 * torch.randn(H, D, dtype=torch.float64), 0.3 * torch.randn(D, H, dtype=torch.float64)]
+    weights = torch.rand(n, dtype=torch.float64)
+    grads = []
+    for f in (nade_log_prob, reference.reference_nade_log_prob):
+        leaves = [a.clone().requires_grad_() for a in args]
+        logp = f(v, *leaves)
+        grads.append([logp, *torch.autograd.grad((logp * weights).sum(), leaves)])
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected)
 
 
 def test_rnn_nade_gradient_reaches_the_recurrent_core():

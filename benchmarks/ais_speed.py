@@ -5,7 +5,7 @@
 On a fixed sample of the JSB test frames (every k-th), the per-frame log Z of the committed JSB RNN-RBM by
 the reference (``ais_reference.py``: 100 runs x 300 temperatures from the visible biases) and by
 ``musicrnn.ais.ais_log_z`` with its default budget, each timed twice, alternating; prints the
-speed-up (median over the repeats) and the mean log Z of both with their standard errors.
+speed-up (median over the repeats) and the mean log Z of both with their standard errors. One thread.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def frame_rbms(ckpt: str, root: str, frames: int):
 def compare(ckpt: str, root: str, frames: int = 240, repeats: int = 2) -> dict:
     b_v, b_h, W = frame_rbms(ckpt, root, frames)
     runs, steps = AIS_RUNS, AIS_STEPS
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as evaluate runs it (musicrnn/threads.py: one thread for small models)
     times = {"reference": [], "default": []}
     est = {}
     with torch.no_grad():
@@ -52,6 +54,7 @@ def compare(ckpt: str, root: str, frames: int = 240, repeats: int = 2) -> dict:
                 start = time.perf_counter()
                 est[name] = fn()
                 times[name].append(time.perf_counter() - start)
+    torch.set_num_threads(threads)
     ref_t, new_t = statistics.median(times["reference"]), statistics.median(times["default"])
     out = {"frames": len(b_v), "budget": f"{runs} runs x {steps} temperatures", "speedup": ref_t / new_t,
            "reference_s": ref_t, "default_s": new_t}

@@ -20,6 +20,17 @@ def all_binary(d):
     return torch.tensor(list(itertools.product([0.0, 1.0], repeat=d)), dtype=torch.float64)
 
 
+def assert_same_values_and_gradients(f, g, v, args, weights):
+    """``f(v, *args)`` and ``g(v, *args)``: equal values, and equal gradients of ``sum(weights * logp)``."""
+    results = []
+    for fn in (f, g):
+        leaves = [a.clone().requires_grad_() for a in args]
+        logp = fn(v, *leaves)
+        results.append([logp, *torch.autograd.grad((logp * weights).sum(), leaves)])
+    for got, expected in zip(*results):
+        torch.testing.assert_close(got, expected)
+
+
 def test_nade_normalises_over_all_visible_vectors():
     torch.manual_seed(0)
     D, H = 10, 6
@@ -78,13 +89,7 @@ def test_nade_gradients_match_autograd_through_a_plain_loop():
     args = [torch.randn(n, D, dtype=torch.float64), torch.randn(n, H, dtype=torch.float64),
             torch.randn(H, D, dtype=torch.float64), torch.randn(D, H, dtype=torch.float64)]
     weights = torch.randn(n, dtype=torch.float64)
-    grads = []
-    for f in (nade_log_prob, nade_log_prob_loop):
-        leaves = [a.clone().requires_grad_() for a in args]
-        logp = f(v, *leaves)
-        grads.append([logp, *torch.autograd.grad((logp * weights).sum(), leaves)])
-    for got, expected in zip(*grads):
-        torch.testing.assert_close(got, expected)
+    assert_same_values_and_gradients(nade_log_prob, nade_log_prob_loop, v, args, weights)
 
 
 def test_nade_backward_pass_after_another_forward_pass():
@@ -131,13 +136,7 @@ def test_nade_matches_the_kept_reference_on_a_real_size_batch():
     args = [torch.randn(n, D, dtype=torch.float64), torch.randn(n, H, dtype=torch.float64),
             0.3 * torch.randn(H, D, dtype=torch.float64), 0.3 * torch.randn(D, H, dtype=torch.float64)]
     weights = torch.rand(n, dtype=torch.float64)
-    grads = []
-    for f in (nade_log_prob, reference.reference_nade_log_prob):
-        leaves = [a.clone().requires_grad_() for a in args]
-        logp = f(v, *leaves)
-        grads.append([logp, *torch.autograd.grad((logp * weights).sum(), leaves)])
-    for got, expected in zip(*grads):
-        torch.testing.assert_close(got, expected)
+    assert_same_values_and_gradients(nade_log_prob, reference.reference_nade_log_prob, v, args, weights)
 
 
 def test_rnn_nade_gradient_reaches_the_recurrent_core():

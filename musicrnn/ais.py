@@ -83,7 +83,7 @@ def fit_base(b_v, b_h, W, chains: int = 64, steps: int = 20, burn: int = 5, eps:
     uniform = Uniform(W, generator)
     bv, bh = b_v[:, None], b_h[:, None]  # (n, 1, .): broadcast over the chains
     v = torch.sub(torch.sigmoid(bv).expand(n, chains, D), uniform((n, chains, D))).ceil_()
-    sum_v, sum_h = torch.zeros(n, D, dtype=b_v.dtype), torch.zeros(n, H, dtype=b_v.dtype)
+    sum_v, sum_h = b_v.new_zeros(n, D), b_v.new_zeros(n, H)
     for step in range(steps):
         p_h = torch.matmul(v, W).add_(bh).sigmoid_()  # (n, chains, H)
         h = torch.sub(p_h, uniform((n, chains, H))).ceil_()
@@ -127,7 +127,7 @@ def ais_log_z(b_v, b_h, W, runs: int = AIS_RUNS, steps: int = AIS_STEPS, base_ch
     h = torch.sub(torch.sigmoid(c0_).expand(n, runs, H), uniform((n, runs, H))).ceil_()  # exact base draws
     a = torch.matmul(h, Wt).add_(dv)  # (n, runs, D): the visible input at beta is b0 + beta * a
     hd = torch.bmm(h, dh_col)[..., 0]  # (n, runs): (b_h - c0).h
-    log_w = torch.zeros(n, runs, dtype=torch.float64)
+    log_w = W.new_zeros(n, runs, dtype=torch.float64)
     betas = torch.linspace(0, 1, steps + 1, dtype=torch.float64).tolist()
     for b_prev, b in zip(betas[:-1], betas[1:]):
         pre = torch.add(b0_, a, alpha=b)
@@ -142,5 +142,5 @@ def ais_log_z(b_v, b_h, W, runs: int = AIS_RUNS, steps: int = AIS_STEPS, base_ch
     log_z0 = (F.softplus(b0).sum(-1) + F.softplus(c0).sum(-1)).double()
     log_mean_w = torch.logsumexp(log_w, 1) - math.log(runs)
     w = torch.exp(log_w - log_w.max(1, keepdim=True).values)
-    var = w.var(1) / (runs * w.mean(1) ** 2) if runs > 1 else torch.zeros(n, dtype=torch.float64)
+    var = w.var(1) / (runs * w.mean(1) ** 2) if runs > 1 else torch.zeros_like(log_mean_w)
     return (log_z0 + log_mean_w + var / 2).to(W.dtype), var

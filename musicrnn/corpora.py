@@ -8,6 +8,7 @@ a ``(time, 88)`` uint8 array. Parsed corpora are cached under ``<data_dir>/cache
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
@@ -319,10 +320,16 @@ def load_folder(root: str | None, frames_per_beat: int, fs: float | None, transp
 
 # ---------------------------------------------------------------- cache
 def _versions() -> dict:
-    import music21  # heavy: only to read the versions that key the cache
-    import pretty_midi
+    """What keys the cache besides its inputs: the parsers' versions, read from the installed packages'
+    metadata (importing music21 only to read its version takes a second; a missing parser reads None)."""
+    return {"cache": CACHE_VERSION, "music21": _installed("music21"), "pretty_midi": _installed("pretty_midi")}
 
-    return {"cache": CACHE_VERSION, "music21": music21.__version__, "pretty_midi": pretty_midi.__version__}
+
+def _installed(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _source_stamp(dataset: str, root: str | None) -> list:

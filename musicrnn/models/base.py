@@ -185,5 +185,5 @@ class SequenceModel(L.LightningModule):
             out.append(frame[:, None])
             _, state = self.core(frame[:, None], state)
         self.train(was_training)
-        return torch.cat(out, dim=1) if out else torch.zeros(num, 0, NUM_PITCHES)
+        return torch.cat(out, dim=1) if out else torch.zeros(num, 0, NUM_PITCHES, device=self.device)
 

@@ -34,7 +34,7 @@ def _layout(on, width: int):
     """
     n, D = on.shape
     k = on.sum(1)  # (n,) active pitches per frame
-    start = k.cumsum(0) - k + torch.arange(n)
+    start = k.cumsum(0) - k + torch.arange(n, device=on.device)
     # (n, D): active pitches below i = which state pitch i reads. Few (n, D) temporaries here and below:
     # each new one of a few hundred KiB costs page faults (0.2-0.4 ms each on JSB batches).
     seg = F.pad(on[:, :-1], (1, 0)).cumsum(1, dtype=torch.int32)
@@ -52,12 +52,13 @@ def _layout(on, width: int):
     c = (seg[:, :, -1] - first + 1).T.reshape(-1).long()  # states each block reads of each frame, block-major
     off = c.cumsum(0) - c
     total = int(c.sum())
-    rows = torch.repeat_interleave((start + first.T).reshape(-1) - off, c, output_size=total) + torch.arange(total)
-    bounds = torch.cat([off[::n], torch.tensor([total])]) if n else torch.zeros(blocks + 1, dtype=torch.long)
+    rows = torch.repeat_interleave((start + first.T).reshape(-1) - off, c, output_size=total) + torch.arange(total, device=on.device)
+    bounds = (torch.cat([off[::n], off.new_tensor([total])]) if n
+              else torch.zeros(blocks + 1, dtype=torch.long, device=on.device))
     lo, size = bounds[:-1, None], bounds[1:, None] - bounds[:-1, None]  # (blocks, 1)
     # block b's logits are a (width, size_b) matrix from flat position width * lo_b: pitch-major
     base = ((off.view(blocks, n) + (width - 1) * lo).T - first).int()  # (n, blocks); int32 halves read
-    read = (seg + base[:, :, None]).add_(torch.arange(width, dtype=torch.int32) * size.int()).view(n, blocks * width)
+    read = (seg + base[:, :, None]).add_(torch.arange(width, dtype=torch.int32, device=on.device) * size.int()).view(n, blocks * width)
     return start, by_slot, rows, (read[:, :D] if blocks * width > D else read).reshape(-1), bounds.tolist()
 
 

@@ -56,7 +56,7 @@ def approximate_mode(b_v, b_h, W, chains: int = 50, steps: int = 25):
     bv, bh = b_v.repeat_interleave(chains, 0), b_h.repeat_interleave(chains, 0)  # (n * chains, .)
     v = gibbs(bernoulli(torch.sigmoid(bv)), bv, bh, W, steps)
     best = free_energy(v, bv, bh, W).view(n, chains).argmin(1)  # (n,)
-    return v.view(n, chains, -1)[torch.arange(n), best]
+    return v.view(n, chains, -1)[torch.arange(n, device=v.device), best]
 
 
 class RNNRBM(SequenceModel):

@@ -28,7 +28,7 @@ from argparse import ArgumentError
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from rich.console import Console
@@ -94,9 +94,21 @@ class TrainCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_train: bool = False) -> dict:
+def stopped_by(trainer) -> str:
+    """Why ``fit`` ended: ``early stopping``, ``max_time``, ``max_epochs`` or ``max_steps``."""
+    if any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks):
+        return "early stopping"
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    if timer is not None and timer.time_remaining("train") is not None and timer.time_remaining("train") <= 0:
+        return "max_time"
+    return "max_steps" if 0 < trainer.max_steps <= trainer.global_step else "max_epochs"
+
+
+def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_train: bool = False,
+              why: str = "") -> dict:
     """Test the best checkpoint and write ``summary.json`` (and the slim ``model.ckpt``) beside it, with the
-    best ``val/nll`` and the parameter count; ``eval_train`` adds its log-likelihood on the training split."""
+    best ``val/nll`` and the parameter count; ``eval_train`` adds its log-likelihood on the training split;
+    ``why`` is ``stopped_by(trainer)`` read right after ``fit``."""
     best = run_dir / "best.ckpt"
     if eval_train:  # before the test run, whose metrics are the ones left on the model
         train = trainer.test(model, dataloaders=datamodule.eval_dataloader("train"), ckpt_path=str(best),
@@ -111,7 +123,7 @@ def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_tr
         "test/log_likelihood": -results["test/nll"], "test/nll": results["test/nll"],
         "test/nll_stderr": results.get("test/nll_stderr", 0.0),
         "test/frame_acc": results["test/frame_acc"], "epochs": trainer.current_epoch,
-        "optimizer_steps": trainer.global_step, "train_seconds": round(seconds, 1),
+        "optimizer_steps": trainer.global_step, "stopped_by": why, "train_seconds": round(seconds, 1),
         "best_checkpoint": str(best), "model_checkpoint": str(run_dir / "model.ckpt"),
     }
     if eval_train:
@@ -222,8 +234,9 @@ def train(argv: list[str]) -> int:
         raise MusicrnnError(exception_line(e)) from e
     if cli.trainer.fast_dev_run:  # a smoke run saves no checkpoint to test
         return 0
+    why = stopped_by(cli.trainer)  # now: the test runs below restore the callbacks' states from best.ckpt
     summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start,
-                        cli.config_init.eval_train)
+                        cli.config_init.eval_train, why)
     if cli.trainer.is_global_zero:
         finish(cli.trainer, summary)
         print_summary(summary)

@@ -54,6 +54,21 @@ def test_train_then_evaluate_reproduces_the_summary(jsb_root, tmp_path, monkeypa
     assert out.stdout == f"nll={summary['test/nll']:.4f} frame_acc={summary['test/frame_acc']:.4f} frames=55\n"
 
 
+def test_the_summary_says_why_training_stopped(jsb_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ["--model", "RNN", "--model.hidden", "8", "--data.dataset", "jsb", "--data.root", str(jsb_root),
+              "--trainer.enable_progress_bar", "false", "--optimizer", "SGD", "--optimizer.lr", "3.0"]
+    # plain SGD at a learning rate this high makes val/nll worse after its first epochs: patience 2 stops it
+    # (the test runs after fit restore the callbacks' states from best.ckpt: read too late, it said max_epochs)
+    assert train.main([*common, "--run_name", "early", "--trainer.max_epochs", "1000",
+                       "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+                       "--trainer.callbacks.monitor=val/nll", "--trainer.callbacks.patience=2"]) == 0
+    assert train.main([*common, "--run_name", "full", "--trainer.max_epochs", "3"]) == 0
+    early, full = (json.loads((tmp_path / "checkpoints" / r / "summary.json").read_text()) for r in ("early", "full"))
+    assert early["stopped_by"] == "early stopping" and early["epochs"] < 1000
+    assert full["stopped_by"] == "max_epochs" and full["epochs"] == 3
+
+
 def test_csv_run_logs_samples_run_info_and_plots(jsb_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert train.main(["--model.hidden", "8", "--data.dataset", "jsb", "--data.root", str(jsb_root),

@@ -2,14 +2,20 @@
 
     python scripts/ablation.py --corpus jsb         # every configs/ablation/*.yaml, one after another
     python scripts/ablation.py --corpus nottingham configs/ablation/rnn_sgd.yaml configs/ablation/rnn_sgd_c.yaml
+    python scripts/ablation.py --corpus jsb --lrs 0.05 0.1 0.2 --jobs 2   # a learning-rate search per row
 
 Each config is one row: ``<model>_sgd[_<letters>][_<technique>].yaml``, C = gradient clipping, L = leaky
 integration, R = rectifiers, M = simplified Nesterov momentum, and one row per technique of issue 15 (layer
 or weight normalisation, variational dropout, ...), read over the rows' shared ``configs/ablation/base.yaml``
 (``config_files``). Each row is a fresh ``train.py`` run (its old checkpoint and log folders are removed
-first, so it never resumes) on one CPU thread, trained until ``val/nll`` has not improved for
-``--patience`` epochs (the same for every row; at most ``--max_epochs``); the row's numbers come from the
-run's ``checkpoints/ablation/<run>/summary.json``. The table goes to ``results/ablation_<corpus>.md``.
+first only with ``--fresh``: otherwise a run with a ``summary.json`` is reused and a stopped one resumes from its
+last checkpoint) on one CPU thread, trained until ``val/nll`` has not improved for ``--patience`` epochs (the
+same for every row; at most ``--max_epochs``); the row's numbers come from the run's
+``checkpoints/ablation/<run>/summary.json``. The table goes to ``results/ablation_<corpus>.md``.
+
+The search budget is the same for every row: with ``--lrs``, each row is trained once per learning rate
+and the one with the best validation NLL is the row's figure (test numbers never choose). ``--jobs`` runs
+that many trainings at once, one thread each (two on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # a script, not an installed package: musicrnn is imported from the repository
+from musicrnn.plot import runs_to_png  # noqa: E402
 MODELS = {"rnn": "RNN", "nade": "RNN-NADE", "rbm": "RNN-RBM"}
 BASE = ROOT / "configs" / "ablation" / "base.yaml"
 
@@ -47,26 +55,51 @@ def row_name(config: Path) -> tuple[str, str]:
     return MODELS[model], "+".join(part.upper() for part in row)
 
 
-def run(config: Path, args) -> dict:
-    """Train one config from scratch; returns its summary with the command and wall time added."""
-    name = f"ablation-{args.corpus}-{config.stem}"
-    for old in (ROOT / args.checkpoint_dir / name, ROOT / "runs" / name):
-        shutil.rmtree(old, ignore_errors=True)
-    cmd = command(config, args, name)
+def run_name(config: Path, args, lr: float | None) -> str:
+    return f"ablation-{args.corpus}-{config.stem}" + ("" if lr is None else f"-lr{lr:g}")
+
+
+def launch(config: Path, args, lr: float | None) -> tuple[str, list[str], subprocess.Popen | None]:
+    """Start one training (or reuse its finished summary); returns its name, command and process."""
+    name = run_name(config, args, lr)
+    if args.fresh:
+        for old in (ROOT / args.checkpoint_dir / name, ROOT / "runs" / name):
+            shutil.rmtree(old, ignore_errors=True)
+    cmd = command(config, args, name, lr)
+    if (ROOT / args.checkpoint_dir / name / "summary.json").exists():
+        print(f"{name}: done before, summary reused", flush=True)
+        return name, cmd, None
     log = ROOT / "runs" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
-    print(f"{config.name}: {shlex.join(cmd)}  (log: {log.relative_to(ROOT)})", flush=True)
-    start = time.time()
-    with open(log, "w") as out:  # the machine is shared: one thread
-        done = subprocess.run([sys.executable, *cmd[1:]], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                              env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-    if done.returncode:
-        sys.exit(f"{config.name} failed (exit {done.returncode}); see {log}")
-    summary = json.loads((ROOT / args.checkpoint_dir / name / "summary.json").read_text())
-    return {**summary, "command": shlex.join(cmd), "wall_seconds": time.time() - start}
+    print(f"{name}: {shlex.join(cmd)}  (log: {log.relative_to(ROOT)})", flush=True)
+    with open(log, "a") as out:  # the machine is shared: one thread
+        proc = subprocess.Popen([sys.executable, *cmd[1:]], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    return name, cmd, proc
 
 
-def command(config: Path, args, name: str) -> list[str]:
+def run_all(jobs: list[tuple[Path, float | None]], args) -> dict[tuple[Path, float | None], dict]:
+    """Train every (config, learning rate) pair, ``args.jobs`` at a time; their summaries, each with its
+    command and wall time added."""
+    pending, running, done = list(jobs), {}, {}
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            job = pending.pop(0)
+            name, cmd, proc = launch(job[0], args, job[1])
+            running[job] = (name, cmd, proc, time.time())
+        for job, (name, cmd, proc, start) in list(running.items()):
+            if proc is not None and proc.poll() is None:
+                continue
+            del running[job]
+            if proc is not None and proc.returncode:
+                sys.exit(f"{name} failed (exit {proc.returncode}); see runs/{name}.log")
+            summary = json.loads((ROOT / args.checkpoint_dir / name / "summary.json").read_text())
+            done[job] = {"command": shlex.join(cmd), "wall_seconds": time.time() - start, **summary}
+        time.sleep(1)
+    return done
+
+
+def command(config: Path, args, name: str, lr: float | None = None) -> list[str]:
     """The ``train.py`` command of one row: the config on ``args.corpus``, early stopping on ``val/nll``
     and the ``||dL/du_t||`` plot every 10 epochs (the gradient picture, ``runs/<run>/``) appended to the
     config's callbacks."""
@@ -76,30 +109,91 @@ def command(config: Path, args, name: str) -> list[str]:
             "--eval_train", "true", "--trainer.max_epochs", str(args.max_epochs),
             "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
             "--trainer.callbacks.monitor=val/nll", f"--trainer.callbacks.patience={args.patience}",
-            "--trainer.callbacks+=musicrnn.callbacks.HiddenGradientPlot", "--trainer.callbacks.every_n_epochs=10"]
+            "--trainer.callbacks+=musicrnn.callbacks.HiddenGradientPlot", "--trainer.callbacks.every_n_epochs=10",
+            "--save_every_n_steps", "200", "--trainer.accelerator", args.accelerator,
+            "--trainer.enable_progress_bar", "false", "--samples.every_n_epochs", "0",
+            *(["--optimizer.init_args.lr", f"{lr:g}"] if lr is not None else []),
+            *(["--trainer.max_time", args.max_time] if args.max_time else [])]
 
 
-def table(rows: list[tuple[Path, dict]]) -> list[str]:
-    lines = ["| model | row | train log-lik. | test log-lik. | test ACC % | train time | wall time | epochs "
-             "| command |", "|---|---|---|---|---|---|---|---|---|"]
+def choose(results: dict, configs: list[Path], lrs: list) -> list[tuple[Path, dict]]:
+    """Per row, the run of the best validation NLL over its learning rates (test numbers never choose)."""
+    rows = []
+    for config in configs:
+        tried = [results[(config, lr)] for lr in lrs]
+        best = min(tried, key=lambda s: s["val/nll"])
+        rows.append((config, {**best, "tried": len(tried)}))
+    return rows
+
+
+def figures(rows: list[tuple[Path, dict]], out_dir: Path, corpus: str, md_dir: Path) -> list[str]:
+    """The gradient picture of the chosen rows, per model: ``train/grad_norm`` and ``train/clip_fraction``
+    on shared axes (``musicrnn.plot``), and each row's last ``||dL/du_t||`` plot side by side. Returns the
+    Markdown lines, for a file in ``md_dir``, that show them."""
+    import matplotlib  # heavy, and its backend is process-wide: only when drawing
+
+    matplotlib.use("Agg")
+    import matplotlib.image
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for model in dict.fromkeys(row_name(c)[0] for c, _ in rows):
+        mine = [(row_name(c)[1], ROOT / "runs" / Path(s["model_checkpoint"]).parent.name) for c, s in rows
+                if row_name(c)[0] == model]
+        stem = f"{corpus}-{model.lower()}"
+        norms = runs_to_png([d for _, d in mine], out_dir / f"{stem}-grad_norm.png",
+                            titles=("Gradient norm (before clipping)", "Clipped steps"))
+        pictures = [(row, max(d.glob("hidden_grad_epoch*.png"), key=lambda p: int(p.stem[17:]), default=None))
+                    for row, d in mine]
+        pictures = [(row, p) for row, p in pictures if p is not None]
+        rel = lambda p: Path(os.path.relpath(p, md_dir)).as_posix()  # noqa: E731
+        lines.append(f"![{model}: gradient norm and clipping per row]({rel(norms)})")
+        if not pictures:  # rows shorter than HiddenGradientPlot's every_n_epochs
+            continue
+        cols = 4
+        fig, axes = plt.subplots(-(-len(pictures) // cols), cols, figsize=(4 * cols, 3 * -(-len(pictures) // cols)),
+                                 squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, (row, p) in zip(axes.flat, pictures):
+            ax.imshow(matplotlib.image.imread(p))
+            ax.set_title(f"{model} {row} ({p.stem[12:]})", fontsize=9)
+        fig.tight_layout()
+        hidden = out_dir / f"{stem}-hidden_grad.png"
+        fig.savefig(hidden, dpi=110)
+        plt.close(fig)
+        lines += [f"![{model}: ||dL/du_t|| against t at each row's last plotted epoch]({rel(hidden)})", ""]
+    return lines
+
+
+def table(rows: list[tuple[Path, dict]], max_epochs: int) -> list[str]:
+    lines = ["| model | row | lr | valid log-lik. | train log-lik. | test log-lik. | test ACC % | epochs | stopped by "
+             "| train time | command |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for config, s in rows:
         model, row = row_name(config)
-        lines.append(f"| {model} | {row} | {s['train/log_likelihood']:.3f} | {s['test/log_likelihood']:.3f} "
-                     f"| {100 * s['test/frame_acc']:.2f} | {s['train_seconds']:.0f} s | {s['wall_seconds']:.0f} s "
-                     f"| {s['epochs']} | `{s['command']}` |")
+        lr = s.get("lr", "row's own")
+        stop = s.get("stopped_by") or ("max_epochs" if s["epochs"] >= max_epochs else "?")
+        lines.append(f"| {model} | {row} | {lr} | {-s['val/nll']:.3f} | {s['train/log_likelihood']:.3f} "
+                     f"| {s['test/log_likelihood']:.3f} | {100 * s['test/frame_acc']:.2f} | {s['epochs']} | {stop} "
+                     f"| {s['train_seconds']:.0f} s | `{s['command']}` |")
     return lines
 
 
 def verdicts(rows: list[tuple[Path, dict]]) -> list[str]:
-    """Per model: is its best row (test log-likelihood) at least as good as its plain SGD row?"""
+    """Per model and row: better or worse than that model's plain SGD row, on validation and on test."""
     lines = []
     for model in dict.fromkeys(row_name(c)[0] for c, _ in rows):
-        mine = [(row_name(c)[1], s["test/log_likelihood"]) for c, s in rows if row_name(c)[0] == model]
-        best = max(mine, key=lambda r: r[1])
-        sgd = dict(mine).get("SGD")
-        if sgd is not None:
-            ok = "at least as good as" if best[1] >= sgd else "WORSE than"
-            lines.append(f"- {model}: best row {best[0]} ({best[1]:.3f}) is {ok} plain SGD ({sgd:.3f}).")
+        mine = {row_name(c)[1]: s for c, s in rows if row_name(c)[0] == model}
+        sgd = mine.get("SGD")
+        if sgd is None:
+            continue
+        for row, s in mine.items():
+            if row == "SGD":
+                continue
+            dv, dt = sgd["val/nll"] - s["val/nll"], s["test/log_likelihood"] - sgd["test/log_likelihood"]
+            word = "helps" if dv > 0 and dt > 0 else "hurts" if dv < 0 and dt < 0 else "mixed"
+            lines.append(f"- {model} {row}: {word} ({dv:+.3f} valid, {dt:+.3f} test nats/frame against SGD).")
     return lines
 
 
@@ -109,33 +203,52 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", default="jsb", choices=CORPORA, help="the benchmark whose rows to run")
     p.add_argument("--patience", type=int, default=20, help="epochs without a better val/nll before a row stops")
     p.add_argument("--max_epochs", type=int, default=1000)
+    p.add_argument("--max_time", help="cap per training, DD:HH:MM:SS (a capped row says so in the table)")
+    p.add_argument("--lrs", type=float, nargs="+", help="learning rates to try per row (default: the row's own)")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at once, one thread each")
+    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator of each training (cpu: small RNNs "
+                   "train faster on one core than on a GPU, measured in RESULTS.md)")
+    p.add_argument("--fresh", action="store_true", help="delete the rows' old runs instead of reusing them")
     p.add_argument("--root", default="../shared/data/pickle", help="folder holding the benchmark pickles")
     p.add_argument("--checkpoint_dir", default="checkpoints/ablation")
     p.add_argument("--out", type=Path, help="default: results/ablation_<corpus>.md")
+    p.add_argument("--figures", type=Path, default=ROOT / "docs" / "ablation",
+                   help="folder for the gradient pictures of the chosen rows")
     args = p.parse_args(argv)
-    if args.patience < 1 or args.max_epochs < 1:
-        p.error("--patience and --max_epochs must be >= 1")
+    if args.patience < 1 or args.max_epochs < 1 or args.jobs < 1:
+        p.error("--patience, --max_epochs and --jobs must be >= 1")
+    if args.lrs and min(args.lrs) <= 0:
+        p.error("--lrs must be positive")
     args.out = args.out or ROOT / "results" / f"ablation_{args.corpus}.md"
     configs = [c.resolve() for c in args.configs] or row_configs()
+    lrs = args.lrs or [None]
     start = time.time()
-    rows = [(c, run(c, args)) for c in configs]
+    results = run_all([(c, lr) for c in configs for lr in lrs], args)
+    for (config, lr), s in results.items():
+        s["lr"] = "row's own" if lr is None else f"{lr:g}"
+    rows = choose(results, configs, lrs)
+    search = (f"each row trained at learning rates {', '.join(f'{lr:g}' for lr in args.lrs)} and the best "
+              "validation NLL kept" if args.lrs else "each row at its config's learning rate")
     text = [
         f"# Ablation on {args.corpus}: training techniques of Bengio, Boulanger-Lewandowski & Pascanu (2013)",
         "",
-        "Written by `python scripts/ablation.py`; each row is one run of the command in its last column",
-        "(from the repository root), on one CPU thread of a shared machine. Log-likelihoods are nats per",
-        "time step of the best checkpoint by validation NLL, on the training and test splits; ACC is the",
-        "test frame accuracy. C = gradient clipping, L = leaky integration, R = rectifiers, M = simplified",
-        "Nesterov momentum; the other rows name one technique of issue 15 on top of SGD+C; each config",
-        f"file says its settings. Each row stopped when val/nll had not improved for {args.patience} epochs",
-        f"(at most {args.max_epochs}); the whole ablation took {(time.time() - start) / 60:.0f} min. The gradient",
-        "picture of a row: `runs/<run>/hidden_grad_epoch*.png` (||dL/du_t|| against t), and `train/grad_norm`",
-        "and `train/clip_fraction` in its log.",
+        "Written by `python scripts/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`;",
+        "each row is the run of the command in its last column (from the repository root), on one CPU thread.",
+        f"Search: {search}. Log-likelihoods are nats per time step of the best checkpoint by validation NLL, on",
+        "the validation, training and test splits; ACC is the test frame accuracy. C = gradient clipping, L = leaky",
+        "integration, R = rectifiers, M = simplified Nesterov momentum; the other rows name one technique of",
+        "issue 15 on top of SGD+C; each config file says its settings. A row stops when val/nll has not improved",
+        f"for {args.patience} epochs (at most {args.max_epochs}" + (f", or after {args.max_time}" if args.max_time
+                                                                     else "") + f"); the {len(results)} trainings "
+        f"took {sum(s['train_seconds'] for s in results.values()) / 60:.0f} min in all ({args.jobs} at a time, "
+        f"this call {(time.time() - start) / 60:.0f} min). The gradient picture of a row: `runs/<run>/hidden_grad_epoch*.png`",
+        "(||dL/du_t|| against t), and `train/grad_norm` and `train/clip_fraction` in its `runs/<run>/metrics.csv`.",
         "",
-        *table(rows),
+        *table(rows, args.max_epochs),
         "",
         *verdicts(rows),
         "",
+        *(figures(rows, args.figures, args.corpus, args.out.parent) if args.figures else []),
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(text))

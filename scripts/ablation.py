@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # a script, not an installed package: musicrnn is imported from the repository
-from musicrnn.plot import runs_to_png  # noqa: E402
+from musicrnn.plot import read_metrics  # noqa: E402
 MODELS = {"rnn": "RNN", "nade": "RNN-NADE", "rbm": "RNN-RBM"}
 BASE = ROOT / "configs" / "ablation" / "base.yaml"
 
@@ -127,43 +127,60 @@ def choose(results: dict, configs: list[Path], lrs: list) -> list[tuple[Path, di
 
 
 def figures(rows: list[tuple[Path, dict]], out_dir: Path, corpus: str, md_dir: Path) -> list[str]:
-    """The gradient picture of the chosen rows, per model: ``train/grad_norm`` and ``train/clip_fraction``
-    on shared axes (``musicrnn.plot``), and each row's last ``||dL/du_t||`` plot side by side. Returns the
-    Markdown lines, for a file in ``md_dir``, that show them."""
+    """The gradient picture of the chosen rows, per model, one panel per row: ``train/grad_norm`` per step
+    (log scale) with ``train/clip_fraction`` per epoch, and each row's last ``||dL/du_t||`` plot. Returns
+    the Markdown lines, for a file in ``md_dir``, that show them."""
     import matplotlib  # heavy, and its backend is process-wide: only when drawing
 
     matplotlib.use("Agg")
     import matplotlib.image
     import matplotlib.pyplot as plt
 
+    def grid(n: int, cols: int = 4):
+        fig, axes = plt.subplots(-(-n // cols), cols, figsize=(4 * cols, 3 * -(-n // cols)), squeeze=False)
+        for ax in axes.flat[n:]:
+            ax.axis("off")
+        return fig, axes.flat
+
+    def save(fig, path: Path) -> Path:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    rel = lambda p: Path(os.path.relpath(p, md_dir)).as_posix()  # noqa: E731
     lines = []
     for model in dict.fromkeys(row_name(c)[0] for c, _ in rows):
-        mine = [(row_name(c)[1], ROOT / "runs" / Path(s["model_checkpoint"]).parent.name) for c, s in rows
-                if row_name(c)[0] == model]
+        mine = [(f"{model} {row_name(c)[1]}, lr {s['lr']}", ROOT / "runs" / Path(s["model_checkpoint"]).parent.name)
+                for c, s in rows if row_name(c)[0] == model]
         stem = f"{corpus}-{model.lower()}"
-        norms = runs_to_png([d for _, d in mine], out_dir / f"{stem}-grad_norm.png",
-                            titles=("Gradient norm (before clipping)", "Clipped steps"))
-        pictures = [(row, max(d.glob("hidden_grad_epoch*.png"), key=lambda p: int(p.stem[17:]), default=None))
-                    for row, d in mine]
-        pictures = [(row, p) for row, p in pictures if p is not None]
-        rel = lambda p: Path(os.path.relpath(p, md_dir)).as_posix()  # noqa: E731
-        lines.append(f"![{model}: gradient norm and clipping per row]({rel(norms)})")
-        if not pictures:  # rows shorter than HiddenGradientPlot's every_n_epochs
-            continue
-        cols = 4
-        fig, axes = plt.subplots(-(-len(pictures) // cols), cols, figsize=(4 * cols, 3 * -(-len(pictures) // cols)),
-                                 squeeze=False)
-        for ax in axes.flat:
-            ax.axis("off")
-        for ax, (row, p) in zip(axes.flat, pictures):
-            ax.imshow(matplotlib.image.imread(p))
-            ax.set_title(f"{model} {row} ({p.stem[12:]})", fontsize=9)
-        fig.tight_layout()
-        hidden = out_dir / f"{stem}-hidden_grad.png"
-        fig.savefig(hidden, dpi=110)
-        plt.close(fig)
-        lines += [f"![{model}: ||dL/du_t|| against t at each row's last plotted epoch]({rel(hidden)})", ""]
+        fig, axes = grid(len(mine))
+        for ax, (title, run) in zip(axes, mine):
+            m = read_metrics(run)
+            if "train/grad_norm" in m:
+                ax.semilogy(*zip(*m["train/grad_norm"]), linewidth=0.6, label="gradient norm (before clipping)")
+            if "train/clip_fraction" in m:
+                twin = ax.twinx()
+                twin.plot(*zip(*m["train/clip_fraction"]), color="tab:orange", linewidth=0.8)
+                twin.set_ylim(0, 1)
+                twin.set_ylabel("clipped steps (fraction)", color="tab:orange", fontsize=8)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("step", fontsize=8)
+        norms = save(fig, out_dir / f"{stem}-grad_norm.png")
+        lines.append(f"![{model}: gradient norm (blue, log scale) and clipped fraction (orange) per row]({rel(norms)})")
+        pictures = [(title, max(d.glob("hidden_grad_epoch*.png"), key=lambda p: int(p.stem[17:]), default=None))
+                    for title, d in mine]
+        pictures = [(title, p) for title, p in pictures if p is not None]
+        if pictures:  # none in rows shorter than HiddenGradientPlot's every_n_epochs
+            fig, axes = grid(len(pictures))
+            for ax, (title, p) in zip(axes, pictures):
+                ax.imshow(matplotlib.image.imread(p))
+                ax.axis("off")
+                ax.set_title(f"{title} ({p.stem[12:]})", fontsize=9)
+            hidden = save(fig, out_dir / f"{stem}-hidden_grad.png")
+            lines.append(f"![{model}: ||dL/du_t|| against t at each row's last plotted epoch]({rel(hidden)})")
+        lines.append("")
     return lines
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import subprocess
@@ -41,6 +42,25 @@ def make_logger(kind: str, run: str, save_dir: str = "runs"):
         return WandbLogger(name=run, project=os.environ.get("WANDB_PROJECT", "musicrnn"), save_dir=str(folder),
                            offline=not online)
     raise MusicrnnError(f"unknown logger {kind!r}; choose one of {', '.join(LOGGERS)}")
+
+
+def keep_csv_history(logger: CSVLogger, resumed_step: int) -> None:
+    """Keep a resumed run's ``metrics.csv``: Lightning's CSV writer deletes the file when it starts, so a
+    run resumed at epoch 80 kept only epochs 80 on (seen on the Piano-midi.de RNN-RBM). Starts the writer
+    now, puts back the old rows up to ``resumed_step`` (later ones are logged again), and gives the writer
+    their columns, so that it appends (and rewrites the file with every row when a column is new)."""
+    path = Path(logger.log_dir) / "metrics.csv"
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns, rows = reader.fieldnames or [], [r for r in reader if int(r.get("step") or 0) <= resumed_step]
+    writer = logger.experiment  # creating it deletes the file
+    with open(path, "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=columns)
+        out.writeheader()
+        out.writerows(rows)
+    writer.metrics_keys = sorted(columns)  # the writer's own order: sorted
 
 
 def git_commit() -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from rich.console import Console
 from rich.table import Table
@@ -42,7 +43,7 @@ from musicrnn.errors import MusicrnnError
 from musicrnn.guard import NonFiniteGuard
 from musicrnn.models import MODELS, SequenceModel  # importing the package imports every subclass: --model RNN resolves
 from musicrnn.threads import choose_threads
-from musicrnn.tracking import RunInfo, SampleLogger, finish, make_logger
+from musicrnn.tracking import RunInfo, SampleLogger, finish, keep_csv_history, make_logger
 
 
 class TrainCLI(LightningCLI):
@@ -227,6 +228,8 @@ def train(argv: list[str]) -> int:
     resume = resume_path(cli.config_init.resume, cli.run_dir, cli.model)
     if resume:
         print(f"resuming from {resume}")
+        if isinstance(cli.trainer.logger, CSVLogger):
+            keep_csv_history(cli.trainer.logger, resumable_step(Path(resume), cli.model))
     start = time.time()
     try:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)

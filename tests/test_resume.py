@@ -1,5 +1,6 @@
 """Resuming: after kill -9 the same command ends as an uninterrupted run; a damaged checkpoint is no traceback."""
 
+import csv
 import json
 import os
 import pickle
@@ -137,3 +138,16 @@ def test_resume_from_a_chosen_checkpoint_and_refuse_another_model(jsb_root, tmp_
     assert json.loads((tmp_path / "ck" / "s" / "summary.json").read_text())["epochs"] == 2
     assert train.main(tiny_run(jsb_root, tmp_path, "--trainer.max_epochs", "2", "--model.hidden", "9")) == 2
     assert "holds a different model" in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_its_learning_curve(jsb_root, tmp_path, monkeypatch):
+    """Lightning's CSV writer deletes metrics.csv when it starts: the epochs before a resume were lost."""
+    monkeypatch.chdir(tmp_path)
+    args = tiny_run(jsb_root, tmp_path)
+    del args[args.index("--trainer.logger"):args.index("--trainer.logger") + 2]  # the default CSV logger
+    assert train.main([*args, "--trainer.max_epochs", "2"]) == 0
+    assert train.main([*args, "--trainer.max_epochs", "4"]) == 0  # resumes from last.ckpt, two more epochs
+    with open(tmp_path / "runs" / "r" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(int(r["epoch"]) for r in rows if r.get("val/nll")) == [0, 1, 2, 3]
+    assert sum(1 for r in rows if r.get("test/nll")) == 2  # each session's test of best.ckpt

@@ -100,7 +100,8 @@ def stopped_by(trainer) -> str:
     if any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks):
         return "early stopping"
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    if timer is not None and timer.time_remaining("train") is not None and timer.time_remaining("train") <= 0:
+    left = timer.time_remaining("train") if timer is not None else None
+    if left is not None and left <= 0:
         return "max_time"
     return "max_steps" if 0 < trainer.max_steps <= trainer.global_step else "max_epochs"
 
@@ -176,24 +177,23 @@ def make_cli(args: list[str]) -> TrainCLI:
     return cli
 
 
-def resume_path(choice: str, run_dir: Path, model) -> str | None:
+def resume_path(choice: str, run_dir: Path, model) -> tuple[str, int] | None:
     """The checkpoint ``--resume`` asks to continue from (``auto``, ``never`` or a path), checked before
-    Lightning reads it (Lightning's own errors are tracebacks): readable, and this model's."""
+    Lightning reads it (Lightning's own errors are tracebacks): readable, and this model's. Returns
+    ``(path, its optimizer step)``, or None."""
     if choice == "never":
         return None
     if choice != "auto":
         try:
-            resumable_step(Path(choice), model)
+            return choice, resumable_step(Path(choice), model)
         except CheckpointError as e:
             raise CheckpointError(f"cannot resume: {e}; pass another --resume PATH, or --resume never to "
                                   f"start afresh") from None
-        return choice
     last = run_dir / "last.ckpt"
     if not last.exists():
         return None
     try:
-        resumable_step(last, model)
-        return str(last)
+        return str(last), resumable_step(last, model)
     except CheckpointError as e:
         damaged = e
     intact = []  # the run's other full checkpoints (model.ckpt has no optimizer or loop state)
@@ -209,7 +209,7 @@ def resume_path(choice: str, run_dir: Path, model) -> str | None:
     step, path = max(intact)
     print(f"warning: {damaged}; resuming instead from {path} (step {step}), the run's newest intact "
           f"checkpoint", file=sys.stderr)
-    return path
+    return path, step
 
 
 def resumable_step(path: Path, model) -> int:
@@ -225,11 +225,11 @@ def resumable_step(path: Path, model) -> int:
 def train(argv: list[str]) -> int:
     cli = make_cli(argv)
     torch.set_num_threads(choose_threads(cli.model.hparams.hidden, cli.config_init.threads))
-    resume = resume_path(cli.config_init.resume, cli.run_dir, cli.model)
+    resume, step = resume_path(cli.config_init.resume, cli.run_dir, cli.model) or (None, 0)
     if resume:
         print(f"resuming from {resume}")
         if isinstance(cli.trainer.logger, CSVLogger):
-            keep_csv_history(cli.trainer.logger, resumable_step(Path(resume), cli.model))
+            keep_csv_history(cli.trainer.logger, step)
     start = time.time()
     try:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)

@@ -94,7 +94,8 @@ def run_all(jobs: list[tuple[Path, float | None]], args) -> dict[tuple[Path, flo
             if proc is not None and proc.returncode:
                 sys.exit(f"{name} failed (exit {proc.returncode}); see runs/{name}.log")
             summary = json.loads((ROOT / args.checkpoint_dir / name / "summary.json").read_text())
-            done[job] = {"command": shlex.join(cmd), "wall_seconds": time.time() - start, **summary}
+            lr = "row's own" if job[1] is None else f"{job[1]:g}"
+            done[job] = {"command": shlex.join(cmd), "wall_seconds": time.time() - start, "lr": lr, **summary}
         time.sleep(1)
     return done
 
@@ -122,7 +123,7 @@ def choose(results: dict, configs: list[Path], lrs: list) -> list[tuple[Path, di
     for config in configs:
         tried = [results[(config, lr)] for lr in lrs]
         best = min(tried, key=lambda s: s["val/nll"])
-        rows.append((config, {**best, "tried": len(tried)}))
+        rows.append((config, best))
     return rows
 
 
@@ -189,9 +190,8 @@ def table(rows: list[tuple[Path, dict]], max_epochs: int) -> list[str]:
              "| train time | command |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for config, s in rows:
         model, row = row_name(config)
-        lr = s.get("lr", "row's own")
         stop = s.get("stopped_by") or ("max_epochs" if s["epochs"] >= max_epochs else "?")
-        lines.append(f"| {model} | {row} | {lr} | {-s['val/nll']:.3f} | {s['train/log_likelihood']:.3f} "
+        lines.append(f"| {model} | {row} | {s['lr']} | {-s['val/nll']:.3f} | {s['train/log_likelihood']:.3f} "
                      f"| {s['test/log_likelihood']:.3f} | {100 * s['test/frame_acc']:.2f} | {s['epochs']} | {stop} "
                      f"| {s['train_seconds']:.0f} s | `{s['command']}` |")
     return lines
@@ -241,8 +241,6 @@ def main(argv: list[str] | None = None) -> int:
     lrs = args.lrs or [None]
     start = time.time()
     results = run_all([(c, lr) for c in configs for lr in lrs], args)
-    for (config, lr), s in results.items():
-        s["lr"] = "row's own" if lr is None else f"{lr:g}"
     rows = choose(results, configs, lrs)
     search = (f"each row trained at learning rates {', '.join(f'{lr:g}' for lr in args.lrs)} and the best "
               "validation NLL kept" if args.lrs else "each row at its config's learning rate")

@@ -80,14 +80,14 @@ def launch(config: Path, args, lr: float | None) -> tuple[str, list[str], subpro
 
 def run_all(jobs: list[tuple[Path, float | None]], args) -> dict[tuple[Path, float | None], dict]:
     """Train every (config, learning rate) pair, ``args.jobs`` at a time; their summaries, each with its
-    command and wall time added."""
+    command and learning rate added."""
     pending, running, done = list(jobs), {}, {}
     while pending or running:
         while pending and len(running) < args.jobs:
             job = pending.pop(0)
             name, cmd, proc = launch(job[0], args, job[1])
-            running[job] = (name, cmd, proc, time.time())
-        for job, (name, cmd, proc, start) in list(running.items()):
+            running[job] = (name, cmd, proc)
+        for job, (name, cmd, proc) in list(running.items()):
             if proc is not None and proc.poll() is None:
                 continue
             del running[job]
@@ -95,7 +95,7 @@ def run_all(jobs: list[tuple[Path, float | None]], args) -> dict[tuple[Path, flo
                 sys.exit(f"{name} failed (exit {proc.returncode}); see runs/{name}.log")
             summary = json.loads((ROOT / args.checkpoint_dir / name / "summary.json").read_text())
             lr = "row's own" if job[1] is None else f"{job[1]:g}"
-            done[job] = {"command": shlex.join(cmd), "wall_seconds": time.time() - start, "lr": lr, **summary}
+            done[job] = {"command": shlex.join(cmd), "lr": lr, **summary}
         time.sleep(1)
     return done
 
@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max_time", help="cap per training, DD:HH:MM:SS (a capped row says so in the table)")
     p.add_argument("--lrs", type=float, nargs="+", help="learning rates to try per row (default: the row's own)")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once, one thread each")
-    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator of each training (cpu: small RNNs "
-                   "train faster on one core than on a GPU, measured in RESULTS.md)")
+    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator of each training (default cpu: one "
+                   "thread per row, as every row here was run; rows on a GPU are untried)")
     p.add_argument("--fresh", action="store_true", help="delete the rows' old runs instead of reusing them")
     p.add_argument("--root", default="../shared/data/pickle", help="folder holding the benchmark pickles")
     p.add_argument("--checkpoint_dir", default="checkpoints/ablation")

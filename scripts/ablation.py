@@ -4,18 +4,26 @@
     python scripts/ablation.py --corpus nottingham configs/ablation/rnn_sgd.yaml configs/ablation/rnn_sgd_c.yaml
     python scripts/ablation.py --corpus jsb --lrs 0.05 0.1 0.2 --jobs 2   # a learning-rate search per row
 
-Each config is one row: ``<model>_sgd[_<letters>][_<technique>].yaml``, C = gradient clipping, L = leaky
-integration, R = rectifiers, M = simplified Nesterov momentum, and one row per technique of issue 15 (layer
-or weight normalisation, variational dropout, ...), read over the rows' shared ``configs/ablation/base.yaml``
+Each config is one row: ``<model>_sgd[_<letters>].yaml``, C = gradient clipping, L = leaky integration,
+R = rectifiers, M = simplified Nesterov momentum, read over the rows' shared ``configs/ablation/base.yaml``
 (``config_files``). Each row is a fresh ``train.py`` run (its old checkpoint and log folders are removed
 first only with ``--fresh``: otherwise a run with a ``summary.json`` is reused and a stopped one resumes from its
 last checkpoint) on one CPU thread, trained until ``val/nll`` has not improved for ``--patience`` epochs (the
 same for every row; at most ``--max_epochs``); the row's numbers come from the run's
-``checkpoints/ablation/<run>/summary.json``. The table goes to ``results/ablation_<corpus>.md``.
+``checkpoints/ablation/<run>/summary.json``. The table goes to ``results/ablation_<corpus>.md``;
+``--table_only`` writes it from the runs finished so far and names the others.
 
 The search budget is the same for every row: with ``--lrs``, each row is trained once per learning rate
 and the one with the best validation NLL is the row's figure (test numbers never choose). ``--jobs`` runs
 that many trainings at once, one thread each (two on a 2-core machine).
+
+    python scripts/ablation.py --corpus nottingham --on configs/nottingham/rnn.yaml --jobs 2
+
+runs issue 15's techniques instead, each on top of a chosen configuration: the config alone (the "as chosen"
+row) and the config with each ``configs/techniques/*.yaml`` over it, at the config's own settings (its
+optimizer, epochs and early stopping); the table goes to ``results/techniques_<corpus>_<config>.md``. Its
+gradient clipping, if any, is done by ``musicrnn.callbacks.GradientClipping`` at the same threshold (and
+without clipping, a GradientClipping at threshold inf measures only), so that every row logs its gradient norm.
 """
 
 from __future__ import annotations
@@ -35,11 +43,14 @@ sys.path.insert(0, str(ROOT))  # a script, not an installed package: musicrnn is
 from musicrnn.plot import read_metrics  # noqa: E402
 MODELS = {"rnn": "RNN", "nade": "RNN-NADE", "rbm": "RNN-RBM"}
 BASE = ROOT / "configs" / "ablation" / "base.yaml"
+TECHNIQUES = ROOT / "configs" / "techniques"
+CHOSEN = "as chosen"  # the row of a technique table that is the chosen config alone
 
 
-def config_files(config: Path) -> list[Path]:
-    """The ``--config`` files of a row, in order: the shared base, then the row's own settings over it."""
-    return [BASE, config]
+def config_files(config: Path, on: Path | None = None) -> list[Path]:
+    """The ``--config`` files of a row, in order: the shared base (or the chosen config ``on``), then the
+    row's own settings over it (none for the chosen config's own row)."""
+    return [BASE, config] if on is None else [on] if config == on else [on, config]
 
 
 def row_configs() -> list[Path]:
@@ -49,14 +60,28 @@ def row_configs() -> list[Path]:
 CORPORA = ("jsb", "nottingham", "musedata", "piano-midi")
 
 
-def row_name(config: Path) -> tuple[str, str]:
-    """``nade_sgd_crm.yaml`` -> ``("RNN-NADE", "SGD+CRM")``."""
+def read_yaml(path: Path) -> dict:
+    import yaml  # PyYAML comes with jsonargparse
+
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def row_name(config: Path, on: Path | None = None) -> tuple[str, str]:
+    """``nade_sgd_crm.yaml`` -> ``("RNN-NADE", "SGD+CRM")``; over ``on=configs/jsb/rnn_nade.yaml``,
+    ``techniques/layernorm.yaml`` -> ``("RNN-NADE", "+LAYERNORM")`` and ``on`` itself -> ``("RNN-NADE", "as chosen")``."""
+    if on is not None:  # the model's name from its class: musicrnn.models.RNNNADE -> RNN-NADE
+        model = read_yaml(on)["model"]["class_path"].rsplit(".", 1)[-1].replace("RNN", "RNN-", 1).rstrip("-")
+        return model, CHOSEN if config == on else "+" + config.stem.upper()
     model, *row = config.stem.split("_")
     return MODELS[model], "+".join(part.upper() for part in row)
 
 
 def run_name(config: Path, args, lr: float | None) -> str:
-    return f"ablation-{args.corpus}-{config.stem}" + ("" if lr is None else f"-lr{lr:g}")
+    if args.on is not None:
+        name = f"technique-{args.corpus}-{args.on.stem}-" + ("chosen" if config == args.on else config.stem)
+    else:
+        name = f"ablation-{args.corpus}-{config.stem}"
+    return name + ("" if lr is None else f"-lr{lr:g}")
 
 
 def launch(config: Path, args, lr: float | None) -> tuple[str, list[str], subprocess.Popen | None]:
@@ -81,6 +106,9 @@ def launch(config: Path, args, lr: float | None) -> tuple[str, list[str], subpro
 def run_all(jobs: list[tuple[Path, float | None]], args) -> dict[tuple[Path, float | None], dict]:
     """Train every (config, learning rate) pair, ``args.jobs`` at a time; their summaries, each with its
     command and learning rate added."""
+    if args.table_only:  # only the runs with a summary; the others are left out of the table, and named
+        jobs = [job for job in jobs if (ROOT / args.checkpoint_dir / run_name(job[0], args, job[1])
+                                        / "summary.json").exists()]
     pending, running, done = list(jobs), {}, {}
     while pending or running:
         while pending and len(running) < args.jobs:
@@ -101,15 +129,22 @@ def run_all(jobs: list[tuple[Path, float | None]], args) -> dict[tuple[Path, flo
 
 
 def command(config: Path, args, name: str, lr: float | None = None) -> list[str]:
-    """The ``train.py`` command of one row: the config on ``args.corpus``, early stopping on ``val/nll``
-    and the ``||dL/du_t||`` plot every 10 epochs (the gradient picture, ``runs/<run>/``) appended to the
-    config's callbacks."""
-    configs = [a for c in config_files(config) for a in ("--config", str(c.relative_to(ROOT)))]
+    """The ``train.py`` command of one row: the config on ``args.corpus`` and the ``||dL/du_t||`` plot every
+    10 epochs (the gradient picture, ``runs/<run>/``) appended to the config's callbacks; a paper row also
+    gets early stopping on ``val/nll`` (a technique row keeps its chosen config's own) and its gradient
+    clipping measured (see the module's text)."""
+    configs = [a for c in config_files(config, args.on) for a in ("--config", os.path.relpath(c, ROOT))]
+    if args.on is None:
+        stopping = ["--trainer.max_epochs", str(args.max_epochs),
+                    "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+                    "--trainer.callbacks.monitor=val/nll", f"--trainer.callbacks.patience={args.patience}"]
+    else:
+        clip = (read_yaml(args.on).get("trainer") or {}).get("gradient_clip_val")
+        stopping = ["--trainer.gradient_clip_val", "null", "--trainer.callbacks+=musicrnn.callbacks.GradientClipping",
+                    f"--trainer.callbacks.threshold={clip if clip else '.inf'}"]
     return ["python", "train.py", *configs, "--data.dataset", args.corpus,
             "--data.root", args.root, "--run_name", name, "--checkpoint_dir", args.checkpoint_dir,
-            "--eval_train", "true", "--trainer.max_epochs", str(args.max_epochs),
-            "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
-            "--trainer.callbacks.monitor=val/nll", f"--trainer.callbacks.patience={args.patience}",
+            "--eval_train", "true", *stopping,
             "--trainer.callbacks+=musicrnn.callbacks.HiddenGradientPlot", "--trainer.callbacks.every_n_epochs=10",
             "--save_every_n_steps", "200", "--trainer.accelerator", args.accelerator,
             "--trainer.enable_progress_bar", "false", "--samples.every_n_epochs", "0",
@@ -117,17 +152,22 @@ def command(config: Path, args, name: str, lr: float | None = None) -> list[str]
             *(["--trainer.max_time", args.max_time] if args.max_time else [])]
 
 
-def choose(results: dict, configs: list[Path], lrs: list) -> list[tuple[Path, dict]]:
-    """Per row, the run of the best validation NLL over its learning rates (test numbers never choose)."""
+def choose(results: dict, configs: list[Path], lrs: list, on: Path | None = None) -> list[tuple[str, str, dict]]:
+    """Per row, ``(model, row, summary)`` of the run of the best validation NLL over its learning rates (test
+    numbers never choose)."""
     rows = []
     for config in configs:
-        tried = [results[(config, lr)] for lr in lrs]
+        tried = [results[(config, lr)] for lr in lrs if (config, lr) in results]
+        if not tried:  # a row not run yet (--table_only)
+            continue
         best = min(tried, key=lambda s: s["val/nll"])
-        rows.append((config, best))
+        if len(tried) < len(lrs):  # a search not finished yet says so
+            best = {**best, "lr": f"{best['lr']} (of {len(tried)} of {len(lrs)} rates)"}
+        rows.append((*row_name(config, on), best))
     return rows
 
 
-def figures(rows: list[tuple[Path, dict]], out_dir: Path, corpus: str, md_dir: Path) -> list[str]:
+def figures(rows: list[tuple[str, str, dict]], out_dir: Path, stem: str, md_dir: Path) -> list[str]:
     """The gradient picture of the chosen rows, per model, one panel per row: ``train/grad_norm`` per step
     (log scale) with ``train/clip_fraction`` per epoch, and each row's last ``||dL/du_t||`` plot. Returns
     the Markdown lines, for a file in ``md_dir``, that show them."""
@@ -152,10 +192,10 @@ def figures(rows: list[tuple[Path, dict]], out_dir: Path, corpus: str, md_dir: P
     out_dir.mkdir(parents=True, exist_ok=True)
     rel = lambda p: Path(os.path.relpath(p, md_dir)).as_posix()  # noqa: E731
     lines = []
-    for model in dict.fromkeys(row_name(c)[0] for c, _ in rows):
-        mine = [(f"{model} {row_name(c)[1]}, lr {s['lr']}", ROOT / "runs" / Path(s["model_checkpoint"]).parent.name)
-                for c, s in rows if row_name(c)[0] == model]
-        stem = f"{corpus}-{model.lower()}"
+    for model in dict.fromkeys(m for m, _, _ in rows):
+        mine = [(f"{model} {row}, lr {s['lr']}", ROOT / "runs" / Path(s["model_checkpoint"]).parent.name)
+                for m, row, s in rows if m == model]
+        name = f"{stem}-{model.lower()}"
         fig, axes = grid(len(mine))
         for ax, (title, run) in zip(axes, mine):
             m = read_metrics(run)
@@ -168,7 +208,7 @@ def figures(rows: list[tuple[Path, dict]], out_dir: Path, corpus: str, md_dir: P
                 twin.set_ylabel("clipped steps (fraction)", color="tab:orange", fontsize=8)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("step", fontsize=8)
-        norms = save(fig, out_dir / f"{stem}-grad_norm.png")
+        norms = save(fig, out_dir / f"{name}-grad_norm.png")
         lines.append(f"![{model}: gradient norm (blue, log scale) and clipped fraction (orange) per row]({rel(norms)})")
         pictures = [(title, max(d.glob("hidden_grad_epoch*.png"), key=lambda p: int(p.stem[17:]), default=None))
                     for title, d in mine]
@@ -179,17 +219,16 @@ def figures(rows: list[tuple[Path, dict]], out_dir: Path, corpus: str, md_dir: P
                 ax.imshow(matplotlib.image.imread(p))
                 ax.axis("off")
                 ax.set_title(f"{title} ({p.stem[12:]})", fontsize=9)
-            hidden = save(fig, out_dir / f"{stem}-hidden_grad.png")
+            hidden = save(fig, out_dir / f"{name}-hidden_grad.png")
             lines.append(f"![{model}: ||dL/du_t|| against t at each row's last plotted epoch]({rel(hidden)})")
         lines.append("")
     return lines
 
 
-def table(rows: list[tuple[Path, dict]], max_epochs: int) -> list[str]:
+def table(rows: list[tuple[str, str, dict]], max_epochs: int) -> list[str]:
     lines = ["| model | row | lr | valid log-lik. | train log-lik. | test log-lik. | test ACC % | epochs | stopped by "
              "| train time | command |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for config, s in rows:
-        model, row = row_name(config)
+    for model, row, s in rows:
         stop = s.get("stopped_by") or ("max_epochs" if s["epochs"] >= max_epochs else "?")
         lines.append(f"| {model} | {row} | {s['lr']} | {-s['val/nll']:.3f} | {s['train/log_likelihood']:.3f} "
                      f"| {s['test/log_likelihood']:.3f} | {100 * s['test/frame_acc']:.2f} | {s['epochs']} | {stop} "
@@ -197,26 +236,31 @@ def table(rows: list[tuple[Path, dict]], max_epochs: int) -> list[str]:
     return lines
 
 
-def verdicts(rows: list[tuple[Path, dict]]) -> list[str]:
-    """Per model and row: better or worse than that model's plain SGD row, on validation and on test."""
+def verdicts(rows: list[tuple[str, str, dict]], reference: str = "SGD") -> list[str]:
+    """Per model and row: better or worse than that model's ``reference`` row (plain SGD, or the chosen
+    config), on validation and on test."""
     lines = []
-    for model in dict.fromkeys(row_name(c)[0] for c, _ in rows):
-        mine = {row_name(c)[1]: s for c, s in rows if row_name(c)[0] == model}
-        sgd = mine.get("SGD")
-        if sgd is None:
+    for model in dict.fromkeys(m for m, _, _ in rows):
+        mine = {row: s for m, row, s in rows if m == model}
+        ref = mine.get(reference)
+        if ref is None:
             continue
         for row, s in mine.items():
-            if row == "SGD":
+            if row == reference:
                 continue
-            dv, dt = sgd["val/nll"] - s["val/nll"], s["test/log_likelihood"] - sgd["test/log_likelihood"]
-            word = "helps" if dv > 0 and dt > 0 else "hurts" if dv < 0 and dt < 0 else "mixed"
-            lines.append(f"- {model} {row}: {word} ({dv:+.3f} valid, {dt:+.3f} test nats/frame against SGD).")
+            dv, dt = ref["val/nll"] - s["val/nll"], s["test/log_likelihood"] - ref["test/log_likelihood"]
+            word = ("no change" if max(abs(dv), abs(dt)) < 5e-4 else "helps" if dv > 0 and dt > 0 else
+                    "hurts" if dv < 0 and dt < 0 else "mixed")
+            lines.append(f"- {model} {row}: {word} ({dv:+.3f} valid, {dt:+.3f} test nats/frame against {reference}).")
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("configs", nargs="*", type=Path, help="default: configs/ablation/*.yaml")
+    p.add_argument("configs", nargs="*", type=Path,
+                   help="default: configs/ablation/*.yaml, or with --on configs/techniques/*.yaml")
+    p.add_argument("--on", type=Path, help="a chosen config (configs/<corpus>/<model>.yaml): run the techniques "
+                   "over it at its own settings (--patience and --max_epochs do not apply)")
     p.add_argument("--corpus", default="jsb", choices=CORPORA, help="the benchmark whose rows to run")
     p.add_argument("--patience", type=int, default=20, help="epochs without a better val/nll before a row stops")
     p.add_argument("--max_epochs", type=int, default=1000)
@@ -225,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="trainings at once, one thread each")
     p.add_argument("--accelerator", default="cpu", help="Lightning accelerator of each training (default cpu: one "
                    "thread per row, as every row here was run; rows on a GPU are untried)")
+    p.add_argument("--table_only", action="store_true",
+                   help="train nothing: write the table from the runs that have finished, naming the others")
     p.add_argument("--fresh", action="store_true", help="delete the rows' old runs instead of reusing them")
     p.add_argument("--root", default="../shared/data/pickle", help="folder holding the benchmark pickles")
     p.add_argument("--checkpoint_dir", default="checkpoints/ablation")
@@ -232,38 +278,64 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", type=Path, default=ROOT / "docs" / "ablation",
                    help="folder for the gradient pictures of the chosen rows")
     args = p.parse_args(argv)
+    if args.on is not None:
+        if not args.on.is_file():
+            p.error(f"--on {args.on}: no such config file")
+        args.on = args.on.resolve()
     if args.patience < 1 or args.max_epochs < 1 or args.jobs < 1:
         p.error("--patience, --max_epochs and --jobs must be >= 1")
+    if args.table_only and args.fresh:
+        p.error("--table_only trains nothing: it cannot start --fresh")
     if args.lrs and min(args.lrs) <= 0:
         p.error("--lrs must be positive")
-    args.out = args.out or ROOT / "results" / f"ablation_{args.corpus}.md"
-    configs = [c.resolve() for c in args.configs] or row_configs()
+    stem = f"ablation_{args.corpus}" if args.on is None else f"techniques_{args.corpus}_{args.on.stem}"
+    args.out = args.out or ROOT / "results" / f"{stem}.md"
+    configs = [c.resolve() for c in args.configs]
+    if args.on is None:
+        configs = configs or row_configs()
+    else:  # the chosen config alone is every technique table's reference row
+        configs = [args.on, *(configs or sorted(TECHNIQUES.glob("*.yaml")))]
     lrs = args.lrs or [None]
     start = time.time()
     results = run_all([(c, lr) for c in configs for lr in lrs], args)
-    rows = choose(results, configs, lrs)
+    rows = choose(results, configs, lrs, args.on)
     search = (f"each row trained at learning rates {', '.join(f'{lr:g}' for lr in args.lrs)} and the best "
               "validation NLL kept" if args.lrs else "each row at its config's learning rate")
+    if args.on is None:
+        title = f"Ablation on {args.corpus}: training techniques of Bengio, Boulanger-Lewandowski & Pascanu (2013)"
+        rows_are = ["the validation, training and test splits; ACC is the test frame accuracy. C = gradient clipping, "
+                    "L = leaky", "integration, R = rectifiers, M = simplified Nesterov momentum; each config file "
+                    "says its settings. A row stops when val/nll has not improved", f"for {args.patience} epochs "
+                    f"(at most {args.max_epochs}" + (f", or after {args.max_time}" if args.max_time else "") + ")"]
+    else:
+        on = Path(os.path.relpath(args.on, ROOT)).as_posix()
+        title = f"Issue 15's techniques on {args.corpus}, each over `{on}`"
+        rows_are = ["the validation, training and test splits; ACC is the test frame accuracy. The row "
+                    f"'{CHOSEN}' is `{on}` alone,", "each other row that config with `configs/techniques/<row>.yaml` "
+                    "over it (its header says what it sets);", "every row trains as the config says (optimizer, "
+                    "epochs, early stopping" + (f", at most {args.max_time}" if args.max_time else "") + ")"]
+    total = sum(s["train_seconds"] for s in results.values())
+    missing = [run_name(c, args, lr) for c in configs for lr in lrs if (c, lr) not in results]
     text = [
-        f"# Ablation on {args.corpus}: training techniques of Bengio, Boulanger-Lewandowski & Pascanu (2013)",
+        f"# {title}",
         "",
         "Written by `python scripts/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:]) + "`;",
         "each row is the run of the command in its last column (from the repository root), on one CPU thread.",
         f"Search: {search}. Log-likelihoods are nats per time step of the best checkpoint by validation NLL, on",
-        "the validation, training and test splits; ACC is the test frame accuracy. C = gradient clipping, L = leaky",
-        "integration, R = rectifiers, M = simplified Nesterov momentum; the other rows name one technique of",
-        "issue 15 on top of SGD+C; each config file says its settings. A row stops when val/nll has not improved",
-        f"for {args.patience} epochs (at most {args.max_epochs}" + (f", or after {args.max_time}" if args.max_time
-                                                                     else "") + f"); the {len(results)} trainings "
-        f"took {sum(s['train_seconds'] for s in results.values()) / 60:.0f} min in all ({args.jobs} at a time, "
-        f"this call {(time.time() - start) / 60:.0f} min). The gradient picture of a row: `runs/<run>/hidden_grad_epoch*.png`",
+        *rows_are[:-1],
+        rows_are[-1] + f"; the {len(results)} trainings took {total / 60:.0f} min in all ("
+        + ("the table written from finished runs" if args.table_only else
+           f"{args.jobs} at a time, this call {(time.time() - start) / 60:.0f} min")
+        + "). The gradient picture of a row: `runs/<run>/hidden_grad_epoch*.png`",
         "(||dL/du_t|| against t), and `train/grad_norm` and `train/clip_fraction` in its `runs/<run>/metrics.csv`.",
         "",
         *table(rows, args.max_epochs),
         "",
-        *verdicts(rows),
+        *([f"Not run yet (train them with the same command without `--table_only`): {', '.join(missing)}.", ""]
+          if missing else []),
+        *verdicts(rows, "SGD" if args.on is None else CHOSEN),
         "",
-        *(figures(rows, args.figures, args.corpus, args.out.parent) if args.figures else []),
+        *(figures(rows, args.figures, f"{stem.split('_')[0]}-{args.corpus}", args.out.parent) if args.figures else []),
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(text))

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.callbacks import EarlyStopping
 
+from musicrnn.callbacks import GradientClipping
 from musicrnn.train import make_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,25 +18,65 @@ CONFIGS = ablation.row_configs()
 
 def test_row_names_are_distinct():
     assert ablation.row_name(ROOT / "configs/ablation/nade_sgd_crm.yaml") == ("RNN-NADE", "SGD+CRM")
-    assert ablation.row_name(ROOT / "configs/ablation/rnn_sgd_c_layernorm.yaml") == ("RNN", "SGD+C+LAYERNORM")
     names = [ablation.row_name(c) for c in CONFIGS]
     assert len(set(names)) == len(names)
+    on = ROOT / "configs/jsb/rnn_nade.yaml"
+    assert ablation.row_name(ablation.TECHNIQUES / "layernorm.yaml", on) == ("RNN-NADE", "+LAYERNORM")
+    assert ablation.row_name(on, on) == ("RNN-NADE", ablation.CHOSEN)
 
 
 @pytest.mark.parametrize("corpus", ["nottingham", "piano-midi"])
 def test_a_rows_command_trains_on_the_corpus_with_early_stopping(corpus, tmp_path):
     args = argparse.Namespace(corpus=corpus, root=str(tmp_path), checkpoint_dir=str(tmp_path / "ck"),
-                              max_epochs=7, patience=3, accelerator="cpu", max_time=None)
-    cmd = ablation.command(ROOT / "configs/ablation/rnn_sgd_c_pascanu.yaml", args, "row", lr=0.3)
+                              max_epochs=7, patience=3, accelerator="cpu", max_time=None, on=None)
+    cmd = ablation.command(ROOT / "configs/ablation/rnn_sgd_c.yaml", args, "row", lr=0.3)
     assert cmd[:2] == ["python", "train.py"]
     cli = make_cli([*cmd[2:], "--trainer.logger", "false"])
     stop = [c for c in cli.trainer.callbacks if isinstance(c, EarlyStopping)]
     assert len(stop) == 1 and stop[0].monitor == "val/nll" and stop[0].patience == 3
     assert cli.trainer.max_epochs == 7 and cli.datamodule.hparams.dataset == corpus
     assert cli.config_init.optimizer.init_args.lr == 0.3  # the learning rate searched, over the config's own
-    assert any(type(c).__name__ == "PascanuRegularizer" for c in cli.trainer.callbacks)  # the config's own kept
+    clip = [c for c in cli.trainer.callbacks if isinstance(c, GradientClipping)]
+    assert len(clip) == 1 and clip[0].threshold == 3.0  # the config's own kept
     plots = [c for c in cli.trainer.callbacks if type(c).__name__ == "HiddenGradientPlot"]
     assert len(plots) == 1 and plots[0].every_n_epochs == 10
+
+
+@pytest.mark.parametrize("on, threshold", [("configs/nottingham/rnn.yaml", 1.0), ("configs/nottingham/rnn_nade.yaml",
+                                                                                   float("inf"))])
+def test_a_technique_row_trains_as_its_chosen_config_says_with_its_gradient_measured(on, threshold, tmp_path):
+    on = ROOT / on
+    args = argparse.Namespace(corpus="nottingham", root=str(tmp_path), checkpoint_dir=str(tmp_path / "ck"),
+                              max_epochs=7, patience=3, accelerator="cpu", max_time=None, on=on)
+    cmd = ablation.command(ablation.TECHNIQUES / "pascanu.yaml", args, "row")
+    cli = make_cli([*cmd[2:], "--trainer.logger", "false"])
+    chosen = make_cli(["--config", str(on), "--trainer.logger", "false", "--checkpoint_dir", str(tmp_path)])
+    stop = [c for c in cli.trainer.callbacks if isinstance(c, EarlyStopping)]
+    assert [(c.monitor, c.patience) for c in stop] == [(c.monitor, c.patience) for c in chosen.trainer.callbacks
+                                                       if isinstance(c, EarlyStopping)]  # not --patience's 3
+    assert cli.trainer.max_epochs == chosen.trainer.max_epochs != 7
+    assert cli.trainer.gradient_clip_val is None  # Lightning's clipping is replaced by one that logs the norm:
+    clip = [c for c in cli.trainer.callbacks if isinstance(c, GradientClipping)]
+    assert len(clip) == 1 and clip[0].threshold == threshold
+    assert any(type(c).__name__ == "PascanuRegularizer" for c in cli.trainer.callbacks)
+    assert cli.model.hparams.cell == "tanh" and cli.model.hparams.hidden == chosen.model.hparams.hidden
+
+
+def test_techniques_over_a_chosen_config_compare_with_it_alone(jsb_root, tmp_path):
+    on, out = tmp_path / "chosen.yaml", tmp_path / "table.md"
+    on.write_text("data: {dataset: jsb, batch_size: 4}\nmodel:\n  class_path: musicrnn.models.RNN\n"
+                  "  init_args: {hidden: 8}\ntrainer: {max_epochs: 2, gradient_clip_val: 2.0}\n")
+    argv = ["--corpus", "jsb", "--on", str(on), "--root", str(jsb_root), "--checkpoint_dir", str(tmp_path / "ck"),
+            "--out", str(out), "--figures", str(tmp_path / "fig"), "--jobs", "2",
+            str(ablation.TECHNIQUES / "layernorm.yaml")]
+    assert ablation.main(argv) == 0
+    rows = [[c.strip() for c in line.split("|")] for line in out.read_text().splitlines() if line.startswith("| RNN |")]
+    assert [r[2] for r in rows] == [ablation.CHOSEN, "+LAYERNORM"] and all(r[8] == "2" for r in rows)
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "ck").glob("technique-jsb-chosen-*/summary.json"))]
+    assert len(summaries) == 2 and float(rows[0][4]) == round(-summaries[0]["val/nll"], 3)  # chosen < layernorm
+    assert "--config configs/techniques/layernorm.yaml" not in rows[0][-2] and "layernorm.yaml" in rows[1][-2]
+    assert "against as chosen" in out.read_text()
+    assert (tmp_path / "fig" / "techniques-jsb-rnn-grad_norm.png").stat().st_size > 0
 
 
 def test_unknown_corpus_is_refused():
@@ -61,5 +102,11 @@ def test_the_search_keeps_each_rows_best_validation_run_and_reuses_finished_runs
     assert ablation.main(argv) == 0  # a second call trains nothing: every run has its summary
     assert {p: p.stat().st_mtime_ns for p in ck.glob("*/summary.json")} == stamps
     assert "done before, summary reused" in capsys.readouterr().out
-    assert "per row](fig/jsb-rnn-grad_norm.png)" in out.read_text()
-    assert (tmp_path / "fig" / "jsb-rnn-grad_norm.png").stat().st_size > 0
+    assert "per row](fig/ablation-jsb-rnn-grad_norm.png)" in out.read_text()
+    assert (tmp_path / "fig" / "ablation-jsb-rnn-grad_norm.png").stat().st_size > 0
+    # --table_only: a row not run yet is named, not trained
+    assert ablation.main([*argv, str(ROOT / "configs/ablation/rnn_sgd_c.yaml"), "--table_only"]) == 0
+    assert not (ck / "ablation-jsb-rnn_sgd_c-lr0.01").exists()
+    text = out.read_text()
+    assert "| RNN | SGD |" in text and "| RNN | SGD+C |" not in text
+    assert "Not run yet" in text and "ablation-jsb-rnn_sgd_c-lr0.01, ablation-jsb-rnn_sgd_c-lr1" in text

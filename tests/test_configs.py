@@ -12,16 +12,16 @@ from musicrnn.train import make_cli
 from scripts import ablation
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted(c for c in ROOT.glob("configs/**/*.yaml") if c != ablation.BASE)
+CHOSEN = [ROOT / "configs/jsb/rnn.yaml", ROOT / "configs/nottingham/rnn.yaml"]  # the techniques' bases
+SHIPPED = sorted(c for c in ROOT.glob("configs/**/*.yaml") if c != ablation.BASE)
+# How a shipped config is used: an ablation row over its base, a technique over each chosen config, the
+# others alone.
+CASES = {f"{c.parent.name}/{c.stem}" + (f" over {on.parent.name}" if on else ""): files
+         for c in SHIPPED
+         for on, files in ([(on, [on, c]) for on in CHOSEN] if c.parent == ablation.TECHNIQUES else
+                           [(None, ablation.config_files(c) if c.parent == ablation.BASE.parent else [c])])}
 
-
-def config_args(config: Path) -> list[str]:
-    """How a shipped config is used: an ablation row over its base, the others alone."""
-    files = ablation.config_files(config) if config.parent == ablation.BASE.parent else [config]
-    return [a for c in files for a in ("--config", str(c))]
-
-
-# Issue 15's rows <model>_sgd_<letters>_<technique>: whether a CLI has each technique on.
+# Issue 15's techniques (configs/techniques/<name>.yaml): whether a CLI has each one on.
 TECHNIQUES = {
     "layernorm": lambda cli: cli.model.hparams.norm == "layer",
     "weightnorm": lambda cli: cli.model.hparams.norm == "weight",
@@ -37,24 +37,34 @@ TECHNIQUES = {
 }
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
-def test_every_shipped_config_instantiates(config, tmp_path):
-    cli = make_cli([*config_args(config), "--trainer.logger", "false", "--checkpoint_dir", str(tmp_path)])
-    # An ablation row <model>_sgd_<letters>: C clipping, L leaky, R rectifiers, M momentum.
-    parts = config.stem.split("_")
-    techniques = parts[2] if config.parent.name == "ablation" and len(parts) > 2 else ""
+@pytest.mark.parametrize("files", CASES.values(), ids=CASES.keys())
+def test_every_shipped_config_instantiates(files, tmp_path):
+    cli = make_cli([*(a for c in files for a in ("--config", str(c))), "--trainer.logger", "false",
+                    "--checkpoint_dir", str(tmp_path)])
+    config = files[-1]
     callbacks = {type(c) for c in cli.trainer.callbacks}
-    clip = [c for c in cli.trainer.callbacks if isinstance(c, GradientClipping)]
-    assert ("c" in techniques) == (bool(clip) and clip[0].threshold < float("inf"))
-    assert ("m" in techniques) == (NesterovMomentum in callbacks)
-    assert ("l" in techniques) == (cli.model.hparams.leaky != "none")
-    assert ("r" in techniques) == (cli.model.hparams.cell == "relu")
-    if "m" in techniques:  # LightningCLI's --optimizer replaced configure_optimizers
-        assert type(cli.model.configure_optimizers()).__name__ == "SimplifiedNesterov"
-    technique = parts[3] if config.parent.name == "ablation" and len(parts) > 3 else None
-    assert technique is None or technique in TECHNIQUES, f"no check for technique {technique!r}"
+    if config.parent == ablation.BASE.parent:  # a paper row <model>_sgd_<letters>: C clipping, L leaky, ...
+        parts = config.stem.split("_")
+        letters = parts[2] if len(parts) > 2 else ""
+        clip = [c for c in cli.trainer.callbacks if isinstance(c, GradientClipping)]
+        assert ("c" in letters) == (bool(clip) and clip[0].threshold < float("inf"))
+        assert ("m" in letters) == (NesterovMomentum in callbacks)
+        assert ("l" in letters) == (cli.model.hparams.leaky != "none")
+        assert ("r" in letters) == (cli.model.hparams.cell == "relu")
+        if "m" in letters:  # LightningCLI's --optimizer replaced configure_optimizers
+            assert type(cli.model.configure_optimizers()).__name__ == "SimplifiedNesterov"
+    technique = config.stem if config.parent == ablation.TECHNIQUES else None
+    assert technique is None or technique in TECHNIQUES or technique == "tanh", f"no check for {technique!r}"
     for name, is_on in TECHNIQUES.items():
         assert is_on(cli) == (name == technique), name
+    if technique is not None:  # over the chosen config: its own settings kept, the technique's added
+        chosen = make_cli(["--config", str(files[0]), "--trainer.logger", "false", "--checkpoint_dir", str(tmp_path)])
+        assert cli.model.hparams.hidden == chosen.model.hparams.hidden
+        assert cli.config_init.optimizer == chosen.config_init.optimizer
+        kept = {type(c) for c in chosen.trainer.callbacks}
+        assert kept <= callbacks
+        if technique in ("pascanu", "gradsampling", "tanh"):  # they need a plain cell
+            assert cli.model.hparams.cell == "tanh"
 
 
 def test_callbacks_every_run_has_are_options_of_the_command_line(tmp_path):

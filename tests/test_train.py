@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import torch
-from test_configs import CONFIGS, config_args
+from test_configs import CASES
 
 from musicrnn import train
 from musicrnn import plot
@@ -88,10 +88,10 @@ def test_csv_run_logs_samples_run_info_and_plots(jsb_root, tmp_path, monkeypatch
     assert plot.main([str(tmp_path / "nowhere")]) == 2
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
-def test_every_config_instantiates(config, jsb_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("files", CASES.values(), ids=CASES.keys())
+def test_every_config_instantiates(files, jsb_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = train.make_cli([*config_args(config), "--data.root", str(jsb_root)])
+    cli = train.make_cli([*(a for c in files for a in ("--config", str(c))), "--data.root", str(jsb_root)])
     class_path = cli.config.model.class_path
     assert type(cli.model).__name__ == class_path.rsplit(".", 1)[-1]
     assert isinstance(cli.model, torch.nn.Module) and cli.trainer is not None

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 import warnings
 from argparse import ArgumentError
 from pathlib import Path
@@ -87,6 +86,9 @@ class TrainCLI(LightningCLI):
             *([ModelCheckpoint(dirpath=self.run_dir, save_top_k=0, save_last=True, every_n_train_steps=every,
                                enable_version_counter=False)] if every else []),
             RunInfo(self.config.as_dict()),
+            # Training time that a resumed run carries on from its checkpoint (--trainer.max_time's own
+            # Timer does so too): summary.json's train_seconds is the whole run's, not its last part's.
+            *([] if self.config_init.trainer.get("max_time") else [Timer(verbose=False)]),
             *([RichProgressBar()] if self.config_init.trainer.get("enable_progress_bar") is not False else []),
         ]
         self.trainer_defaults["plugins"] = [AtomicCheckpointIO()]
@@ -230,7 +232,6 @@ def train(argv: list[str]) -> int:
         print(f"resuming from {resume}")
         if isinstance(cli.trainer.logger, CSVLogger):
             keep_csv_history(cli.trainer.logger, step)
-    start = time.time()
     try:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
     except MisconfigurationException as e:  # Lightning's word for settings that do not fit together
@@ -238,7 +239,8 @@ def train(argv: list[str]) -> int:
     if cli.trainer.fast_dev_run:  # a smoke run saves no checkpoint to test
         return 0
     why = stopped_by(cli.trainer)  # now: the test runs below restore the callbacks' states from best.ckpt
-    summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, time.time() - start,
+    timer = next(c for c in cli.trainer.callbacks if isinstance(c, Timer))
+    summary = summarise(cli.trainer, cli.model, cli.datamodule, cli.run_dir, timer.time_elapsed("train"),
                         cli.config_init.eval_train, why)
     if cli.trainer.is_global_zero:
         finish(cli.trainer, summary)

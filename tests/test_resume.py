@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from musicrnn import train
 from musicrnn.checkpoint import CheckpointError, load_state
@@ -151,3 +152,18 @@ def test_a_resumed_run_keeps_its_learning_curve(jsb_root, tmp_path, monkeypatch)
         rows = list(csv.DictReader(f))
     assert sorted(int(r["epoch"]) for r in rows if r.get("val/nll")) == [0, 1, 2, 3]
     assert sum(1 for r in rows if r.get("test/nll")) == 2  # each session's test of best.ckpt
+
+
+def test_a_resumed_runs_training_time_counts_every_part(jsb_root, tmp_path, monkeypatch):
+    """summary.json's train_seconds was the last part's alone. The first part is made to look an hour long
+    by its checkpoint's Timer state, which a resumed run carries on from."""
+    monkeypatch.chdir(tmp_path)
+    args = tiny_run(jsb_root, tmp_path)
+    assert train.main([*args, "--trainer.max_epochs", "2"]) == 0
+    last = tmp_path / "ck" / "r" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=False)
+    assert ckpt["callbacks"]["Timer"]["time_elapsed"]["train"] > 0
+    ckpt["callbacks"]["Timer"]["time_elapsed"]["train"] = 3600.0
+    torch.save(ckpt, last)
+    assert train.main([*args, "--trainer.max_epochs", "3"]) == 0  # one more epoch
+    assert json.loads((tmp_path / "ck" / "r" / "summary.json").read_text())["train_seconds"] >= 3600

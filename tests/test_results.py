@@ -118,3 +118,13 @@ def test_rbm_rows_differ_beyond_three_standard_errors():
     assert results.differences(("nottingham", "rnn_rbm"), rounded, {**old, "stderr": None}) == []
     exact = {"nll": 2.5 + 0.002, "nll_stderr": 0.0, "frame_acc": 0.7}
     assert results.differences(("nottingham", "rnn"), exact, old) == ["test log-lik. -2.500 -> -2.502"]
+
+
+def test_a_rows_tiny_ais_stderr_survives_a_rewrite():
+    """A row not re-measured is read back from the table: "± 0.000" read as 0.0 used to be dropped."""
+    rows = {("musedata", m): {"parameters": 10, "epochs": 3, "train_seconds": 60.0} for m in ("rnn", "rnn_rbm")}
+    figs = {("musedata", "rnn_rbm"): {"ll": -5.9485, "stderr": 0.0003, "acc": 0.3, "bias": None, "bias_stderr": None},
+            ("musedata", "rnn"): {"ll": -7.1, "stderr": 0.0, "acc": 0.3, "bias": None, "bias_stderr": None}}
+    page = results.render(rows, figs)
+    again = results.render(rows, results.committed_figures(page))
+    assert "| RNN-RBM (ours) | – | -5.949 ± 0.000 |" in again and "| RNN (ours) | – | -7.100 |" in again

@@ -281,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.on is not None:
         if not args.on.is_file():
             p.error(f"--on {args.on}: no such config file")
+        if not isinstance((read_yaml(args.on).get("model") or {}).get("class_path"), str):
+            p.error(f"--on {args.on}: not a chosen config (no model class_path); e.g. configs/jsb/rnn.yaml")
         args.on = args.on.resolve()
     if args.patience < 1 or args.max_epochs < 1 or args.jobs < 1:
         p.error("--patience, --max_epochs and --jobs must be >= 1")

@@ -79,9 +79,12 @@ def test_techniques_over_a_chosen_config_compare_with_it_alone(jsb_root, tmp_pat
     assert (tmp_path / "fig" / "techniques-jsb-rnn-grad_norm.png").stat().st_size > 0
 
 
-def test_unknown_corpus_is_refused():
+@pytest.mark.parametrize("argv", [["--corpus", "bach"], ["--on", "nope.yaml"], ["--table_only", "--fresh"],
+                                  ["--on", str(ablation.TECHNIQUES / "lstm.yaml")]])
+def test_bad_arguments_are_refused_in_one_line(argv, capsys):
     with pytest.raises(SystemExit):
-        ablation.main(["--corpus", "bach"])
+        ablation.main(argv)
+    assert capsys.readouterr().err.strip().splitlines()[-1].split(": error: ")[0].endswith(".py")
 
 
 def test_the_search_keeps_each_rows_best_validation_run_and_reuses_finished_runs(jsb_root, tmp_path, capsys):

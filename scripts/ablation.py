@@ -29,6 +29,7 @@ without clipping, a GradientClipping at threshold inf measures only), so that ev
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -60,6 +61,7 @@ def row_configs() -> list[Path]:
 CORPORA = ("jsb", "nottingham", "musedata", "piano-midi")
 
 
+@functools.cache  # the chosen config is read for every row
 def read_yaml(path: Path) -> dict:
     import yaml  # PyYAML comes with jsonargparse
 

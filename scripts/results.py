@@ -287,8 +287,8 @@ def ours_row(label: str, facts: dict | None, fig: dict | None) -> str:
     """One "ours" row; ``fig`` are the measured test figures (``ll`` etc.), None before any measurement."""
     if facts is None:
         return f"| {label} (ours) | not trained yet | | | | | | | | |"
-    # An AIS estimate keeps its "± 0.000" (a table read back gives 0.0); the exact models' have no stderr.
-    sampled = fig is not None and fig["stderr"] is not None and (fig["stderr"] > 0 or label == MODELS["rnn_rbm"][1])
+    # The RNN-RBM's figure is an AIS estimate: its "± 0.000" stays (read back, it is 0.0); the others are exact.
+    sampled = label == MODELS["rnn_rbm"][1] and fig is not None and fig["stderr"] is not None
     test = "–" if fig is None else f"{fig['ll']:.3f}" + (f" ± {fig['stderr']:.3f}" if sampled else "") \
         + (f" {AS_TRAINED}" if fig.get("as_trained") else "")
     bias = "–" if fig is None or fig["bias"] is None else f"{fig['bias']:+.3f} ± {fig['bias_stderr']:.3f}"

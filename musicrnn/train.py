@@ -6,7 +6,7 @@
     python train.py --help
 
 Checkpoints go to ``checkpoints/<run_name>/`` (``best.ckpt`` by ``val/nll``, ``last.ckpt``, and a small
-``model.ckpt`` with weights and settings only); logs to ``runs/<run_name>/`` (CSV by default,
+``model.ckpt`` with weights and settings only); logs to ``runs/<run_name>/`` (``--log_dir``; CSV by default,
 ``--logger tensorboard`` or ``--logger wandb``), with samples every ``--samples.every_n_epochs``. Running the same
 command again resumes from ``last.ckpt``, mid-epoch too (``--save_every_n_steps`` also writes it every
 so many steps); a damaged ``last.ckpt`` (a full disk, a partial copy) is passed over, with a warning, for
@@ -51,6 +51,8 @@ class TrainCLI(LightningCLI):
                             help="name of the run's folders (default: <dataset>-<model>)")
         parser.add_argument("--checkpoint_dir", type=str, default="checkpoints",
                             help="where each run's checkpoint folder goes")
+        parser.add_argument("--log_dir", type=str, default="runs",
+                            help="where each run's log folder goes (metrics.csv, pictures, wandb files)")
         parser.add_argument("--save_every_n_steps", type=int, default=0,
                             help="also write last.ckpt every this many optimizer steps (0: at epoch ends only)")
         parser.add_argument("--logger", type=str, default="csv",
@@ -93,14 +95,21 @@ class TrainCLI(LightningCLI):
         ]
         self.trainer_defaults["plugins"] = [AtomicCheckpointIO()]
         if self.config_init.trainer.get("logger") in (None, True):
-            kwargs["logger"] = make_logger(self.config_init.logger, run)
+            kwargs["logger"] = make_logger(self.config_init.logger, run, self.config_init.log_dir)
         return super().instantiate_trainer(**kwargs)
 
 
 def stopped_by(trainer) -> str:
-    """Why ``fit`` ended: ``early stopping``, ``max_time``, ``max_epochs`` or ``max_steps``."""
-    if any(isinstance(c, EarlyStopping) and c.stopped_epoch > 0 for c in trainer.callbacks):
-        return "early stopping"
+    """Why ``fit`` ended: ``early stopping`` (``val/nll not finite`` when it stopped on a NaN or infinite
+    score: the run diverged), ``max_time``, ``max_epochs`` or ``max_steps``."""
+    for c in trainer.callbacks:
+        if isinstance(c, EarlyStopping):
+            # Lightning >= 2.6 says why; stopped_epoch alone misses a stop in epoch 0 (it is 0 then).
+            reason = getattr(getattr(c, "stopping_reason", None), "name", "NOT_STOPPED")
+            if reason == "NON_FINITE_METRIC":
+                return f"{c.monitor} not finite"
+            if c.stopped_epoch > 0 or reason != "NOT_STOPPED":
+                return "early stopping"
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     left = timer.time_remaining("train") if timer is not None else None
     if left is not None and left <= 0:

@@ -1,6 +1,6 @@
 """Run the ablation of Bengio, Boulanger-Lewandowski & Pascanu (2013) on one corpus and write its table.
 
-    python scripts/ablation.py --corpus jsb         # every configs/ablation/*.yaml, one after another
+    python scripts/ablation.py --corpus jsb --jobs 2   # every configs/ablation/*.yaml at learning rates 0.1, 0.3
     python scripts/ablation.py --corpus nottingham configs/ablation/rnn_sgd.yaml configs/ablation/rnn_sgd_c.yaml
     python scripts/ablation.py --corpus jsb --lrs 0.05 0.1 0.2 --jobs 2   # a learning-rate search per row
 
@@ -13,8 +13,8 @@ same for every row; at most ``--max_epochs``); the row's numbers come from the r
 ``checkpoints/ablation/<run>/summary.json``. The table goes to ``results/ablation_<corpus>.md``;
 ``--table_only`` writes it from the runs finished so far and names the others.
 
-The search budget is the same for every row: with ``--lrs``, each row is trained once per learning rate
-and the one with the best validation NLL is the row's figure (test numbers never choose). ``--jobs`` runs
+The search budget is the same for every row: each row is trained once per learning rate (``--lrs``,
+default 0.1 and 0.3, the search of RESULTS.md's tables) and the one with the best validation NLL is the row's figure (test numbers never choose). ``--jobs`` runs
 that many trainings at once, one thread each (two on a 2-core machine).
 
     python scripts/ablation.py --corpus nottingham --on configs/nottingham/rnn.yaml --jobs 2
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import shlex
 import shutil
@@ -46,6 +47,8 @@ MODELS = {"rnn": "RNN", "nade": "RNN-NADE", "rbm": "RNN-RBM"}
 BASE = ROOT / "configs" / "ablation" / "base.yaml"
 TECHNIQUES = ROOT / "configs" / "techniques"
 CHOSEN = "as chosen"  # the row of a technique table that is the chosen config alone
+DIVERGED = "diverged.txt"  # beside a run's checkpoints: the non-finite guard stopped it
+PAPER_LRS = (0.1, 0.3)  # the learning-rate search of every paper row in RESULTS.md (SGD: 1.0 diverged on JSB)
 
 
 def config_files(config: Path, on: Path | None = None) -> list[Path]:
@@ -86,31 +89,64 @@ def run_name(config: Path, args, lr: float | None) -> str:
     return name + ("" if lr is None else f"-lr{lr:g}")
 
 
+def outcome(args, name: str) -> dict | None:
+    """A finished run's ``summary.json``, or ``{"diverged": why, ...}`` for a run that the non-finite guard
+    stopped or whose best validation score is not finite (a learning rate too large for its row: part of
+    the search, not retried), or None."""
+    folder = ROOT / args.checkpoint_dir / name
+    if (folder / "summary.json").exists():
+        summary = json.loads((folder / "summary.json").read_text())
+        if not math.isfinite(summary["val/nll"]):  # early stopping saw a NaN score: diverged all the same
+            return {"diverged": f"val/nll {summary['val/nll']} after {summary['epochs']} epochs", **summary}
+        return summary
+    if (folder / DIVERGED).exists():
+        return {"diverged": (folder / DIVERGED).read_text().strip()}
+    return None
+
+
+def diverged(args, name: str, returncode: int) -> bool:
+    """Whether a failed training was stopped by ``NonFiniteGuard`` (exit code 1 and its ``error:`` line last
+    in the run's log); if so, says so in ``<checkpoint_dir>/<run>/diverged.txt``."""
+    lines = (ROOT / args.log_dir / f"{name}.log").read_text(errors="replace").strip().splitlines()
+    last = lines[-1] if lines else ""
+    if returncode != 1 or not (last.startswith("error: ") and "non-finite" in last):
+        return False
+    (ROOT / args.checkpoint_dir / name).mkdir(parents=True, exist_ok=True)
+    (ROOT / args.checkpoint_dir / name / DIVERGED).write_text(last + "\n")
+    return True
+
+
 def launch(config: Path, args, lr: float | None) -> tuple[str, list[str], subprocess.Popen | None]:
     """Start one training (or reuse its finished summary); returns its name, command and process."""
     name = run_name(config, args, lr)
     if args.fresh:
-        for old in (ROOT / args.checkpoint_dir / name, ROOT / "runs" / name):
+        for old in (ROOT / args.checkpoint_dir / name, ROOT / args.log_dir / name):
             shutil.rmtree(old, ignore_errors=True)
     cmd = command(config, args, name, lr)
-    if (ROOT / args.checkpoint_dir / name / "summary.json").exists():
-        print(f"{name}: done before, summary reused", flush=True)
+    if (done := outcome(args, name)) is not None:
+        print(f"{name}: done before, {'diverged' if 'diverged' in done else 'summary reused'}", flush=True)
         return name, cmd, None
-    log = ROOT / "runs" / f"{name}.log"
+    log = ROOT / args.log_dir / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
-    print(f"{name}: {shlex.join(cmd)}  (log: {log.relative_to(ROOT)})", flush=True)
+    print(f"{name}: {shlex.join(cmd)}  (log: {os.path.relpath(log, ROOT)})", flush=True)
     with open(log, "a") as out:  # the machine is shared: one thread
         proc = subprocess.Popen([sys.executable, *cmd[1:]], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     return name, cmd, proc
 
 
+def stop_all(running: dict) -> None:
+    """Stop the trainings still running (each resumes from its last checkpoint on the next call)."""
+    for _, _, proc in running.values():
+        if proc is not None:
+            proc.terminate()
+
+
 def run_all(jobs: list[tuple[Path, float | None]], args) -> dict[tuple[Path, float | None], dict]:
     """Train every (config, learning rate) pair, ``args.jobs`` at a time; their summaries, each with its
     command and learning rate added."""
-    if args.table_only:  # only the runs with a summary; the others are left out of the table, and named
-        jobs = [job for job in jobs if (ROOT / args.checkpoint_dir / run_name(job[0], args, job[1])
-                                        / "summary.json").exists()]
+    if args.table_only:  # only the finished runs; the others are left out of the table, and named
+        jobs = [job for job in jobs if outcome(args, run_name(job[0], args, job[1])) is not None]
     pending, running, done = list(jobs), {}, {}
     while pending or running:
         while pending and len(running) < args.jobs:
@@ -121,9 +157,10 @@ def run_all(jobs: list[tuple[Path, float | None]], args) -> dict[tuple[Path, flo
             if proc is not None and proc.poll() is None:
                 continue
             del running[job]
-            if proc is not None and proc.returncode:
-                sys.exit(f"{name} failed (exit {proc.returncode}); see runs/{name}.log")
-            summary = json.loads((ROOT / args.checkpoint_dir / name / "summary.json").read_text())
+            if proc is not None and proc.returncode and not diverged(args, name, proc.returncode):
+                stop_all(running)
+                sys.exit(f"{name} failed (exit {proc.returncode}); see {args.log_dir}/{name}.log")
+            summary = outcome(args, name)
             lr = "row's own" if job[1] is None else f"{job[1]:g}"
             done[job] = {"command": shlex.join(cmd), "lr": lr, **summary}
         time.sleep(1)
@@ -146,6 +183,7 @@ def command(config: Path, args, name: str, lr: float | None = None) -> list[str]
                     f"--trainer.callbacks.threshold={clip if clip else '.inf'}"]
     return ["python", "train.py", *configs, "--data.dataset", args.corpus,
             "--data.root", args.root, "--run_name", name, "--checkpoint_dir", args.checkpoint_dir,
+            *(["--log_dir", args.log_dir] if args.log_dir != "runs" else []),
             "--eval_train", "true", *stopping,
             "--trainer.callbacks+=musicrnn.callbacks.HiddenGradientPlot", "--trainer.callbacks.every_n_epochs=10",
             "--save_every_n_steps", "200", "--trainer.accelerator", args.accelerator,
@@ -160,16 +198,20 @@ def choose(results: dict, configs: list[Path], lrs: list, on: Path | None = None
     rows = []
     for config in configs:
         tried = [results[(config, lr)] for lr in lrs if (config, lr) in results]
-        if not tried:  # a row not run yet (--table_only)
+        trained = [s for s in tried if "diverged" not in s]
+        if not trained:  # a row not run yet (--table_only), or diverged at every rate (named below the table)
             continue
-        best = min(tried, key=lambda s: s["val/nll"])
+        best = min(trained, key=lambda s: s["val/nll"])
+        notes = [f"{', '.join(s['lr'] for s in tried if 'diverged' in s)} diverged"] if len(trained) < len(tried) else []
         if len(tried) < len(lrs):  # a search not finished yet says so
-            best = {**best, "lr": f"{best['lr']} (of {len(tried)} of {len(lrs)} rates)"}
+            notes.append(f"of {len(tried)} of {len(lrs)} rates")
+        if notes:
+            best = {**best, "lr": f"{best['lr']} ({'; '.join(notes)})"}
         rows.append((*row_name(config, on), best))
     return rows
 
 
-def figures(rows: list[tuple[str, str, dict]], out_dir: Path, stem: str, md_dir: Path) -> list[str]:
+def figures(rows: list[tuple[str, str, dict]], out_dir: Path, stem: str, md_dir: Path, log_dir: Path) -> list[str]:
     """The gradient picture of the chosen rows, per model, one panel per row: ``train/grad_norm`` per step
     (log scale) with ``train/clip_fraction`` per epoch, and each row's last ``||dL/du_t||`` plot. Returns
     the Markdown lines, for a file in ``md_dir``, that show them."""
@@ -195,7 +237,7 @@ def figures(rows: list[tuple[str, str, dict]], out_dir: Path, stem: str, md_dir:
     rel = lambda p: Path(os.path.relpath(p, md_dir)).as_posix()  # noqa: E731
     lines = []
     for model in dict.fromkeys(m for m, _, _ in rows):
-        mine = [(f"{model} {row}, lr {s['lr']}", ROOT / "runs" / Path(s["model_checkpoint"]).parent.name)
+        mine = [(f"{model} {row}, lr {s['lr']}", log_dir / Path(s["model_checkpoint"]).parent.name)
                 for m, row, s in rows if m == model]
         name = f"{stem}-{model.lower()}"
         fig, axes = grid(len(mine))
@@ -267,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=int, default=20, help="epochs without a better val/nll before a row stops")
     p.add_argument("--max_epochs", type=int, default=1000)
     p.add_argument("--max_time", help="cap per training, DD:HH:MM:SS (a capped row says so in the table)")
-    p.add_argument("--lrs", type=float, nargs="+", help="learning rates to try per row (default: the row's own)")
+    p.add_argument("--lrs", type=float, nargs="+", help="learning rates to try per row (default: "
+                   f"{' and '.join(map(str, PAPER_LRS))} for the paper's rows, as in RESULTS.md; with --on the "
+                   "config's own)")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once, one thread each")
     p.add_argument("--accelerator", default="cpu", help="Lightning accelerator of each training (default cpu: one "
                    "thread per row, as every row here was run; rows on a GPU are untried)")
@@ -276,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="delete the rows' old runs instead of reusing them")
     p.add_argument("--root", default="../shared/data/pickle", help="folder holding the benchmark pickles")
     p.add_argument("--checkpoint_dir", default="checkpoints/ablation")
+    p.add_argument("--log_dir", default="runs", help="where the runs' log folders and train.py outputs go")
     p.add_argument("--out", type=Path, help="default: results/ablation_<corpus>.md")
     p.add_argument("--figures", type=Path, default=ROOT / "docs" / "ablation",
                    help="folder for the gradient pictures of the chosen rows")
@@ -290,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--patience, --max_epochs and --jobs must be >= 1")
     if args.table_only and args.fresh:
         p.error("--table_only trains nothing: it cannot start --fresh")
-    if args.lrs and min(args.lrs) <= 0:
-        p.error("--lrs must be positive")
+    if args.lrs and not all(0 < lr < math.inf for lr in args.lrs):
+        p.error("--lrs must be positive and finite")
     stem = f"ablation_{args.corpus}" if args.on is None else f"techniques_{args.corpus}_{args.on.stem}"
     args.out = args.out or ROOT / "results" / f"{stem}.md"
     configs = [c.resolve() for c in args.configs]
@@ -299,12 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         configs = configs or row_configs()
     else:  # the chosen config alone is every technique table's reference row
         configs = [args.on, *(configs or sorted(TECHNIQUES.glob("*.yaml")))]
-    lrs = args.lrs or [None]
+    lrs = args.lrs or ([None] if args.on else list(PAPER_LRS))
     start = time.time()
     results = run_all([(c, lr) for c in configs for lr in lrs], args)
     rows = choose(results, configs, lrs, args.on)
-    search = (f"each row trained at learning rates {', '.join(f'{lr:g}' for lr in args.lrs)} and the best "
-              "validation NLL kept" if args.lrs else "each row at its config's learning rate")
+    search = (f"each row trained at learning rates {', '.join(f'{lr:g}' for lr in lrs)} and the best "
+              "validation NLL kept" if lrs != [None] else "each row at its config's learning rate")
     if args.on is None:
         title = f"Ablation on {args.corpus}: training techniques of Bengio, Boulanger-Lewandowski & Pascanu (2013)"
         rows_are = ["the validation, training and test splits; ACC is the test frame accuracy. C = gradient clipping, "
@@ -318,8 +363,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"'{CHOSEN}' is `{on}` alone,", "each other row that config with `configs/techniques/<row>.yaml` "
                     "over it (its header says what it sets);", "every row trains as the config says (optimizer, "
                     "epochs, early stopping" + (f", at most {args.max_time}" if args.max_time else "") + ")"]
-    total = sum(s["train_seconds"] for s in results.values())
+    total = sum(s.get("train_seconds", 0) for s in results.values())  # a run the guard stopped has no summary
     missing = [run_name(c, args, lr) for c in configs for lr in lrs if (c, lr) not in results]
+    lost = [" ".join(row_name(c, args.on)) for c in configs  # every rate tried diverged: no row in the table
+            if (tried := [results[c, lr] for lr in lrs if (c, lr) in results]) and all("diverged" in t for t in tried)]
     text = [
         f"# {title}",
         "",
@@ -337,9 +384,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *([f"Not run yet (train them with the same command without `--table_only`): {', '.join(missing)}.", ""]
           if missing else []),
+        *([f"Diverged at every learning rate tried (a non-finite loss or validation score): {', '.join(lost)}.", ""]
+          if lost else []),
         *verdicts(rows, "SGD" if args.on is None else CHOSEN),
         "",
-        *(figures(rows, args.figures, f"{stem.split('_')[0]}-{args.corpus}", args.out.parent) if args.figures else []),
+        *(figures(rows, args.figures, f"{stem.split('_')[0]}-{args.corpus}", args.out.parent, ROOT / args.log_dir)
+          if args.figures else []),
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(text))

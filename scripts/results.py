@@ -156,10 +156,14 @@ def promote(a) -> dict:
     dest = repo / "checkpoints" / a.corpus / f"{a.model}.ckpt"
     data = source.read_bytes()
     atomic_write(dest, lambda f: f.write(data))
-    facts["curves"] = None
-    if log_dir is not None:
+    facts["curves"], curves_log = None, log_dir
+    if a.curves_from is not None:  # a checkpoint older than the run logs: a rerun of its config shows the curves
+        rerun_ckpt, curves_log = run_folders(a.curves_from)
+        rerun = json.loads((rerun_ckpt / "summary.json").read_text())
+        facts["curves_from"] = {"run": curves_log.name, "valid_nll": rerun.get("val/nll"), "epochs": rerun["epochs"]}
+    if curves_log is not None:
         facts["curves"] = f"docs/curves/{name}.png"
-        plot.runs_to_png([log_dir], repo / facts["curves"], titles=("Log-likelihood",))
+        plot.runs_to_png([curves_log], repo / facts["curves"], titles=("Log-likelihood",))
     facts["sample"] = None
     if a.model == "rnn_nade":  # the one model whose samples are exact and cheap
         facts["sample"] = sample_roll(dest, repo, name, a.sample_steps, a.sample_seed)
@@ -294,6 +298,8 @@ def ours_row(label: str, facts: dict | None, fig: dict | None) -> str:
     bias = "–" if fig is None or fig["bias"] is None else f"{fig['bias']:+.3f} ± {fig['bias_stderr']:.3f}"
     valid = fmt(facts.get("valid_nll"), ".3f", -1)
     curves = f"[png]({facts['curves']})" if facts.get("curves") else "–"
+    if facts.get("curves") and facts.get("curves_from"):
+        curves = f"[png of a rerun]({facts['curves']})"
     command = f"`{facts['command']}`" if facts.get("command") else "–"
     return (f"| {label} (ours) | {valid} | {test} | {bias} | {fmt(fig and fig['acc'], '.2f', 100)} "
             f"| {fmt(facts.get('parameters'), ',')} | {fmt(facts.get('epochs'), 'd')} "
@@ -373,6 +379,8 @@ def run(argv: list[str]) -> int:
     pr.add_argument("--config", type=Path, help="the config it was trained with (its '# python train.py' line is "
                                                 "the command; default: the run's resolved config.yaml)")
     pr.add_argument("--note", help="a remark kept in the .json")
+    pr.add_argument("--curves-from", type=Path, help="with --ckpt: draw the learning curves of this run instead "
+                                                     "(a rerun of the checkpoint's config; the .json names it)")
     pr.add_argument("--sample-steps", type=int, default=128, help="frames of the RNN-NADE's sample")
     pr.add_argument("--sample-seed", type=int, default=3)
     hand = pr.add_argument_group("training facts by hand (with --ckpt; with a run they replace the run's)")
@@ -393,6 +401,8 @@ def run(argv: list[str]) -> int:
     if a.verb == "promote":
         if (a.run_dir is None) == (a.ckpt is None):
             raise MusicrnnError("give one of a run folder (checkpoints/<run>) and --ckpt PATH")
+        if a.curves_from is not None and a.ckpt is None:
+            raise MusicrnnError("--curves-from goes with --ckpt: a run folder draws its own curves")
         promote(a)
         return 0
     if a.workers < 1:

@@ -28,7 +28,8 @@ def test_row_names_are_distinct():
 @pytest.mark.parametrize("corpus", ["nottingham", "piano-midi"])
 def test_a_rows_command_trains_on_the_corpus_with_early_stopping(corpus, tmp_path):
     args = argparse.Namespace(corpus=corpus, root=str(tmp_path), checkpoint_dir=str(tmp_path / "ck"),
-                              max_epochs=7, patience=3, accelerator="cpu", max_time=None, on=None)
+                              max_epochs=7, patience=3, accelerator="cpu", max_time=None, on=None,
+                              log_dir="runs")
     cmd = ablation.command(ROOT / "configs/ablation/rnn_sgd_c.yaml", args, "row", lr=0.3)
     assert cmd[:2] == ["python", "train.py"]
     cli = make_cli([*cmd[2:], "--trainer.logger", "false"])
@@ -47,7 +48,8 @@ def test_a_rows_command_trains_on_the_corpus_with_early_stopping(corpus, tmp_pat
 def test_a_technique_row_trains_as_its_chosen_config_says_with_its_gradient_measured(on, threshold, tmp_path):
     on = ROOT / on
     args = argparse.Namespace(corpus="nottingham", root=str(tmp_path), checkpoint_dir=str(tmp_path / "ck"),
-                              max_epochs=7, patience=3, accelerator="cpu", max_time=None, on=on)
+                              max_epochs=7, patience=3, accelerator="cpu", max_time=None, on=on,
+                              log_dir="runs")
     cmd = ablation.command(ablation.TECHNIQUES / "pascanu.yaml", args, "row")
     cli = make_cli([*cmd[2:], "--trainer.logger", "false"])
     chosen = make_cli(["--config", str(on), "--trainer.logger", "false", "--checkpoint_dir", str(tmp_path)])
@@ -67,9 +69,12 @@ def test_techniques_over_a_chosen_config_compare_with_it_alone(jsb_root, tmp_pat
     on.write_text("data: {dataset: jsb, batch_size: 4}\nmodel:\n  class_path: musicrnn.models.RNN\n"
                   "  init_args: {hidden: 8}\ntrainer: {max_epochs: 2, gradient_clip_val: 2.0}\n")
     argv = ["--corpus", "jsb", "--on", str(on), "--root", str(jsb_root), "--checkpoint_dir", str(tmp_path / "ck"),
-            "--out", str(out), "--figures", str(tmp_path / "fig"), "--jobs", "2",
+            "--log_dir", str(tmp_path / "runs"), "--out", str(out), "--figures", str(tmp_path / "fig"), "--jobs", "2",
             str(ablation.TECHNIQUES / "layernorm.yaml")]
     assert ablation.main(argv) == 0
+    # The logs go where --log_dir says, not into the repository's runs/ (where real ablation runs live).
+    assert (tmp_path / "runs" / "technique-jsb-chosen-layernorm" / "metrics.csv").is_file()
+    assert not (ablation.ROOT / "runs" / "technique-jsb-chosen-layernorm").exists()
     rows = [[c.strip() for c in line.split("|")] for line in out.read_text().splitlines() if line.startswith("| RNN |")]
     assert [r[2] for r in rows] == [ablation.CHOSEN, "+LAYERNORM"] and all(r[8] == "2" for r in rows)
     summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "ck").glob("technique-jsb-chosen-*/summary.json"))]
@@ -90,7 +95,7 @@ def test_bad_arguments_are_refused_in_one_line(argv, capsys):
 def test_the_search_keeps_each_rows_best_validation_run_and_reuses_finished_runs(jsb_root, tmp_path, capsys):
     out, ck = tmp_path / "table.md", tmp_path / "ck"
     argv = ["--corpus", "jsb", "--root", str(jsb_root), "--checkpoint_dir", str(ck), "--out", str(out),
-            "--figures", str(tmp_path / "fig"),
+            "--figures", str(tmp_path / "fig"), "--log_dir", str(tmp_path / "runs"),
             "--lrs", "0.01", "1.0", "--jobs", "2", "--max_epochs", "3", "--patience", "1",
             str(ROOT / "configs/ablation/rnn_sgd.yaml")]
     assert ablation.main(argv) == 0
@@ -113,3 +118,37 @@ def test_the_search_keeps_each_rows_best_validation_run_and_reuses_finished_runs
     text = out.read_text()
     assert "| RNN | SGD |" in text and "| RNN | SGD+C |" not in text
     assert "Not run yet" in text and "ablation-jsb-rnn_sgd_c-lr0.01, ablation-jsb-rnn_sgd_c-lr1" in text
+    # Without --lrs the paper's rows are searched over the rates RESULTS.md's tables used.
+    argv = [a for a in argv if a not in ("--lrs", "0.01", "1.0")]
+    assert ablation.main([*argv, "--table_only"]) == 0
+    assert "ablation-jsb-rnn_sgd-lr0.1, ablation-jsb-rnn_sgd-lr0.3" in out.read_text()
+
+
+def test_a_rate_that_diverges_is_part_of_the_search_not_a_failure(tmp_path, capsys):
+    """A learning rate of 1e38 overflows the weights on its first step: on a corpus of 13 batches per epoch
+    the non-finite guard stops the run in epoch 0 (exit 1); on 1 batch per epoch validation reads inf and
+    early stopping ends it. Either way the row keeps the rate that trained, says which diverged, and a
+    second call does not retry it."""
+    from conftest import write_benchmark
+
+    for name, sizes in (("guard", (100, 3, 3)), ("early", (6, 3, 3))):
+        root, ck, out = tmp_path / name, tmp_path / name / "ck", tmp_path / name / "table.md"
+        write_benchmark(root, sizes=sizes)
+        argv = ["--corpus", "jsb", "--root", str(root), "--checkpoint_dir", str(ck), "--log_dir", str(root / "runs"),
+                "--out", str(out), "--figures", str(root / "fig"), "--lrs", "0.01", "1e38", "--jobs", "2",
+                "--max_epochs", "2", "--patience", "5", str(ROOT / "configs/ablation/rnn_sgd.yaml")]
+        assert ablation.main(argv) == 0
+        row = next(line for line in out.read_text().splitlines() if line.startswith("| RNN | SGD |"))
+        assert row.split("|")[3].strip() == "0.01 (1e+38 diverged)"
+        marker = ck / "ablation-jsb-rnn_sgd-lr1e+38" / "diverged.txt"
+        if name == "guard":
+            assert "non-finite loss or gradient" in marker.read_text()
+        else:
+            assert not marker.exists()
+            summary = json.loads((marker.parent / "summary.json").read_text())
+            assert summary["stopped_by"] == "val/nll not finite" and summary["epochs"] == 1
+        capsys.readouterr()
+        assert ablation.main(argv) == 0 and "lr1e+38: done before, diverged" in capsys.readouterr().out
+        # A row whose every rate diverged has no figures: it is named under the table instead.
+        assert ablation.main([*argv[:-7], "--lrs", "1e38", "--table_only", argv[-1]]) == 0
+        assert "Diverged at every learning rate tried (a non-finite loss or validation score): RNN SGD." in out.read_text()

@@ -101,6 +101,15 @@ def test_promote_a_checkpoint_without_its_run(promoted_nade, jsb_root, tmp_path)
     assert facts["curves"] is None and facts["note"] == "from the README"
     assert facts["source"].endswith("given by hand: epochs, train_seconds, test nll; validation measured by "
                                     "evaluate() after training")
+    # The same checkpoint with the curves of a rerun of its config (here: the tiny run itself).
+    assert results.main(["--repo", str(repo), "promote", "--ckpt", "checkpoints/tiny/model.ckpt", "--corpus", "jsb",
+                         "--model", "rnn_nade", "--curves-from", "checkpoints/tiny", "--sample-steps", "8"]) == 0
+    facts = json.loads((repo / "checkpoints/jsb/rnn_nade.json").read_text())
+    assert facts["curves_from"] == {"run": "tiny", "valid_nll": summary["val/nll"], "epochs": 2}
+    assert matplotlib.image.imread(repo / facts["curves"]).shape[0] > 100
+    assert "[png of a rerun](docs/curves/jsb-rnn_nade.png)" in results.ours_row("RNN-NADE", facts, None)
+    assert results.main(["--repo", str(repo), "promote", "checkpoints/tiny", "--corpus", "jsb", "--model", "rnn_nade",
+                         "--curves-from", "checkpoints/tiny"]) == 2  # a run draws its own curves
 
 
 def test_rbm_rows_differ_beyond_three_standard_errors():

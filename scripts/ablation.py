@@ -14,8 +14,10 @@ same for every row; at most ``--max_epochs``); the row's numbers come from the r
 ``--table_only`` writes it from the runs finished so far and names the others.
 
 The search budget is the same for every row: each row is trained once per learning rate (``--lrs``,
-default 0.1 and 0.3, the search of RESULTS.md's tables) and the one with the best validation NLL is the row's figure (test numbers never choose). ``--jobs`` runs
-that many trainings at once, one thread each (two on a 2-core machine).
+default 0.1 and 0.3, the search of RESULTS.md's tables) and the one with the best validation NLL is the
+row's figure (test numbers never choose). A rate at which a row diverges (the non-finite guard stops it,
+or its validation score is NaN) is part of the search: the row keeps its other rates and says which
+diverged. ``--jobs`` runs that many trainings at once, one thread each (two on a 2-core machine).
 
     python scripts/ablation.py --corpus nottingham --on configs/nottingham/rnn.yaml --jobs 2
 
@@ -48,7 +50,7 @@ BASE = ROOT / "configs" / "ablation" / "base.yaml"
 TECHNIQUES = ROOT / "configs" / "techniques"
 CHOSEN = "as chosen"  # the row of a technique table that is the chosen config alone
 DIVERGED = "diverged.txt"  # beside a run's checkpoints: the non-finite guard stopped it
-PAPER_LRS = (0.1, 0.3)  # the learning-rate search of every paper row in RESULTS.md (SGD: 1.0 diverged on JSB)
+PAPER_LRS = (0.1, 0.3)  # the learning-rate search of every paper row in RESULTS.md
 
 
 def config_files(config: Path, on: Path | None = None) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Learning curves of a run as one PNG.
+"""Learning curves of a run as one PNG, and the gradient pictures of several runs side by side.
 
     python -m musicrnn.plot runs/jsb-rnn_nade            # writes runs/jsb-rnn_nade/curves.png
     python -m musicrnn.plot runs/a runs/b --out cmp.png   # several runs on the same axes
@@ -48,12 +48,7 @@ def read_metrics(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
 def runs_to_png(run_dirs: list[Path], out: Path, titles: tuple[str, ...] | None = None) -> Path:
     """Draw the learning curves of one or more runs into ``out`` (PNG, 150 dpi): the panels named in
     ``titles`` (``PANELS``' first field), or every one the runs logged."""
-    # Here, not at the top: choosing the Agg backend is process-wide, done only when drawing.
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     runs = {d.name: read_metrics(d) for d in run_dirs}
     panels = [p for p in PANELS if any(m in s for s in runs.values() for m in p[2])
               and (titles is None or p[0] in titles)]
@@ -79,6 +74,69 @@ def runs_to_png(run_dirs: list[Path], out: Path, titles: tuple[str, ...] | None 
     atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=150))
     plt.close(fig)
     return out
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (process-wide, so chosen only when drawing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid(plt, n: int, cols: int = 4):
+    """A figure of ``n`` panels, ``cols`` to a row, the unused ones blank; returns ``(fig, axes)``."""
+    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(4 * cols, 3 * -(-n // cols)), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes.flat
+
+
+def _save(plt, fig, out: Path) -> Path:
+    fig.tight_layout()
+    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+    return out
+
+
+def grad_norm_panels(runs: list[tuple[str, Path]], out: Path) -> Path:
+    """One panel per ``(title, run folder)``: ``train/grad_norm`` per step (log scale) and, on a right axis,
+    ``train/clip_fraction``, as ``GradientClipping`` logs them; drawn into ``out`` (PNG)."""
+    plt = _pyplot()
+    fig, axes = _grid(plt, len(runs))
+    for ax, (title, run) in zip(axes, runs):
+        m = read_metrics(run)
+        if "train/grad_norm" in m:
+            ax.semilogy(*zip(*m["train/grad_norm"]), linewidth=0.6, label="gradient norm (before clipping)")
+        if "train/clip_fraction" in m:
+            twin = ax.twinx()
+            twin.plot(*zip(*m["train/clip_fraction"]), color="tab:orange", linewidth=0.8)
+            twin.set_ylim(0, 1)
+            twin.set_ylabel("clipped steps (fraction)", color="tab:orange", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+    return _save(plt, fig, out)
+
+
+def hidden_grad_panels(runs: list[tuple[str, Path]], out: Path) -> Path | None:
+    """Each run's last ``hidden_grad_epoch<N>.png`` (``HiddenGradientPlot``'s ``||dL/du_t||`` picture) side
+    by side in ``out``; None, and no file, when no run has one (runs shorter than its ``every_n_epochs``)."""
+    last = [(title, max(run.glob("hidden_grad_epoch*.png"), key=lambda p: int(p.stem[17:]), default=None))
+            for title, run in runs]
+    last = [(title, p) for title, p in last if p is not None]
+    if not last:
+        return None
+    plt = _pyplot()
+    import matplotlib.image
+
+    fig, axes = _grid(plt, len(last))
+    for ax, (title, p) in zip(axes, last):
+        ax.imshow(matplotlib.image.imread(p))
+        ax.axis("off")
+        ax.set_title(f"{title} ({p.stem[12:]})", fontsize=9)
+    return _save(plt, fig, out)
 
 
 def run(argv: list[str]) -> int:

@@ -44,7 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # a script, not an installed package: musicrnn is imported from the repository
-from musicrnn.plot import read_metrics  # noqa: E402
+from musicrnn import plot  # noqa: E402
 MODELS = {"rnn": "RNN", "nade": "RNN-NADE", "rbm": "RNN-RBM"}
 BASE = ROOT / "configs" / "ablation" / "base.yaml"
 TECHNIQUES = ROOT / "configs" / "techniques"
@@ -214,27 +214,9 @@ def choose(results: dict, configs: list[Path], lrs: list, on: Path | None = None
 
 
 def figures(rows: list[tuple[str, str, dict]], out_dir: Path, stem: str, md_dir: Path, log_dir: Path) -> list[str]:
-    """The gradient picture of the chosen rows, per model, one panel per row: ``train/grad_norm`` per step
-    (log scale) with ``train/clip_fraction`` per epoch, and each row's last ``||dL/du_t||`` plot. Returns
-    the Markdown lines, for a file in ``md_dir``, that show them."""
-    import matplotlib  # heavy, and its backend is process-wide: only when drawing
-
-    matplotlib.use("Agg")
-    import matplotlib.image
-    import matplotlib.pyplot as plt
-
-    def grid(n: int, cols: int = 4):
-        fig, axes = plt.subplots(-(-n // cols), cols, figsize=(4 * cols, 3 * -(-n // cols)), squeeze=False)
-        for ax in axes.flat[n:]:
-            ax.axis("off")
-        return fig, axes.flat
-
-    def save(fig, path: Path) -> Path:
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
-
+    """The gradient pictures of the chosen rows, per model, one panel per row: ``train/grad_norm`` per step
+    (log scale) with ``train/clip_fraction``, and each row's last ``||dL/du_t||`` plot. Returns the
+    Markdown lines, for a file in ``md_dir``, that show them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rel = lambda p: Path(os.path.relpath(p, md_dir)).as_posix()  # noqa: E731
     lines = []
@@ -242,30 +224,9 @@ def figures(rows: list[tuple[str, str, dict]], out_dir: Path, stem: str, md_dir:
         mine = [(f"{model} {row}, lr {s['lr']}", log_dir / Path(s["model_checkpoint"]).parent.name)
                 for m, row, s in rows if m == model]
         name = f"{stem}-{model.lower()}"
-        fig, axes = grid(len(mine))
-        for ax, (title, run) in zip(axes, mine):
-            m = read_metrics(run)
-            if "train/grad_norm" in m:
-                ax.semilogy(*zip(*m["train/grad_norm"]), linewidth=0.6, label="gradient norm (before clipping)")
-            if "train/clip_fraction" in m:
-                twin = ax.twinx()
-                twin.plot(*zip(*m["train/clip_fraction"]), color="tab:orange", linewidth=0.8)
-                twin.set_ylim(0, 1)
-                twin.set_ylabel("clipped steps (fraction)", color="tab:orange", fontsize=8)
-            ax.set_title(title, fontsize=9)
-            ax.set_xlabel("step", fontsize=8)
-        norms = save(fig, out_dir / f"{name}-grad_norm.png")
+        norms = plot.grad_norm_panels(mine, out_dir / f"{name}-grad_norm.png")
         lines.append(f"![{model}: gradient norm (blue, log scale) and clipped fraction (orange) per row]({rel(norms)})")
-        pictures = [(title, max(d.glob("hidden_grad_epoch*.png"), key=lambda p: int(p.stem[17:]), default=None))
-                    for title, d in mine]
-        pictures = [(title, p) for title, p in pictures if p is not None]
-        if pictures:  # none in rows shorter than HiddenGradientPlot's every_n_epochs
-            fig, axes = grid(len(pictures))
-            for ax, (title, p) in zip(axes, pictures):
-                ax.imshow(matplotlib.image.imread(p))
-                ax.axis("off")
-                ax.set_title(f"{title} ({p.stem[12:]})", fontsize=9)
-            hidden = save(fig, out_dir / f"{name}-hidden_grad.png")
+        if hidden := plot.hidden_grad_panels(mine, out_dir / f"{name}-hidden_grad.png"):
             lines.append(f"![{model}: ||dL/du_t|| against t at each row's last plotted epoch]({rel(hidden)})")
         lines.append("")
     return lines

@@ -194,14 +194,17 @@ def command(config: Path, args, name: str, lr: float | None = None) -> list[str]
             *(["--trainer.max_time", args.max_time] if args.max_time else [])]
 
 
-def choose(results: dict, configs: list[Path], lrs: list, on: Path | None = None) -> list[tuple[str, str, dict]]:
+def choose(results: dict, configs: list[Path], lrs: list,
+           on: Path | None = None) -> tuple[list[tuple[str, str, dict]], list[str]]:
     """Per row, ``(model, row, summary)`` of the run of the best validation NLL over its learning rates (test
-    numbers never choose)."""
-    rows = []
+    numbers never choose); and the names of the rows that diverged at every rate tried (no table row)."""
+    rows, lost = [], []
     for config in configs:
         tried = [results[(config, lr)] for lr in lrs if (config, lr) in results]
         trained = [s for s in tried if "diverged" not in s]
-        if not trained:  # a row not run yet (--table_only), or diverged at every rate (named below the table)
+        if not trained:  # a row not run yet (--table_only), or diverged at every rate
+            if tried:
+                lost.append(" ".join(row_name(config, on)))
             continue
         best = min(trained, key=lambda s: s["val/nll"])
         notes = [f"{', '.join(s['lr'] for s in tried if 'diverged' in s)} diverged"] if len(trained) < len(tried) else []
@@ -210,7 +213,7 @@ def choose(results: dict, configs: list[Path], lrs: list, on: Path | None = None
         if notes:
             best = {**best, "lr": f"{best['lr']} ({'; '.join(notes)})"}
         rows.append((*row_name(config, on), best))
-    return rows
+    return rows, lost
 
 
 def figures(rows: list[tuple[str, str, dict]], out_dir: Path, stem: str, md_dir: Path, log_dir: Path) -> list[str]:
@@ -310,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     lrs = args.lrs or ([None] if args.on else list(PAPER_LRS))
     start = time.time()
     results = run_all([(c, lr) for c in configs for lr in lrs], args)
-    rows = choose(results, configs, lrs, args.on)
+    rows, lost = choose(results, configs, lrs, args.on)
     search = (f"each row trained at learning rates {', '.join(f'{lr:g}' for lr in lrs)} and the best "
               "validation NLL kept" if lrs != [None] else "each row at its config's learning rate")
     if args.on is None:
@@ -328,8 +331,6 @@ def main(argv: list[str] | None = None) -> int:
                     "epochs, early stopping" + (f", at most {args.max_time}" if args.max_time else "") + ")"]
     total = sum(s.get("train_seconds", 0) for s in results.values())  # a run the guard stopped has no summary
     missing = [run_name(c, args, lr) for c in configs for lr in lrs if (c, lr) not in results]
-    lost = [" ".join(row_name(c, args.on)) for c in configs  # every rate tried diverged: no row in the table
-            if (tried := [results[c, lr] for lr in lrs if (c, lr) in results]) and all("diverged" in t for t in tried)]
     text = [
         f"# {title}",
         "",

@@ -123,6 +123,10 @@ def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_tr
     best ``val/nll`` and the parameter count; ``eval_train`` adds its log-likelihood on the training split;
     ``why`` is ``stopped_by(trainer)`` read right after ``fit``."""
     best = run_dir / "best.ckpt"
+    if not best.exists():  # no validation ran (--trainer.limit_val_batches 0, or too few epochs to reach one)
+        best = run_dir / "last.ckpt"
+        if trainer.is_global_zero:
+            print(f"no validation ran, so no best.ckpt: testing {best}")
     if eval_train:  # before the test run, whose metrics are the ones left on the model
         train = trainer.test(model, dataloaders=datamodule.eval_dataloader("train"), ckpt_path=str(best),
                              verbose=False)[0]

@@ -22,6 +22,25 @@ def test_loop_equals_fused_rnn(cell):
     torch.testing.assert_close(last_loop, last_fused, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("cell", ["tanh", "relu"])
+def test_simple_rnn_backward_equals_nn_rnn(cell):
+    # The CPU path (SimpleRNN's hand-written backward) against PyTorch's nn.RNN and its autograd, float64:
+    # the states and the gradients of every parameter and of the initial state.
+    torch.manual_seed(0)
+    core = RecurrentCore(88, 16, cell, init="orthogonal").double()
+    x, h0 = frames(batch=3, time=12).double(), torch.randn(1, 3, 16, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, 12, 16, dtype=torch.float64)  # a loss that weighs every state differently
+    out, last = core(x, h0)
+    ref, ref_last = core.rnn(x, h0)
+    torch.testing.assert_close(out[:, 1:], ref[:, :-1], rtol=0, atol=1e-12)  # cond[:, t] = u_{t-1}
+    torch.testing.assert_close(last, ref_last, rtol=0, atol=1e-12)
+    params = [h0, *core.rnn.parameters()]
+    grads = torch.autograd.grad(((out[:, 1:] * weights[:, 1:]).sum() + last.sum()), params)
+    ref_grads = torch.autograd.grad(((ref[:, :-1] * weights[:, 1:]).sum() + ref_last.sum()), params)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("cell,leaky", [(c, "none") for c in CELLS] + [("tanh", "fixed"), ("relu", "learned")])
 def test_cond_at_t_depends_only_on_earlier_frames(cell, leaky):
     torch.manual_seed(0)

@@ -54,6 +54,21 @@ def test_train_then_evaluate_reproduces_the_summary(jsb_root, tmp_path, monkeypa
     assert out.stdout == f"nll={summary['test/nll']:.4f} frame_acc={summary['test/frame_acc']:.4f} frames=55\n"
 
 
+def test_a_run_without_validation_tests_its_last_checkpoint(jsb_root, tmp_path, monkeypatch, capsys):
+    # --trainer.limit_val_batches 0: no val/nll, so no best.ckpt; the run used to end in a traceback.
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--model", "RNN", "--model.hidden", "8", "--data.dataset", "jsb", "--data.root", str(jsb_root),
+                       "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "0", "--run_name", "noval",
+                       "--trainer.enable_progress_bar", "false"]) == 0
+    run = tmp_path / "checkpoints" / "noval"
+    summary = json.loads((run / "summary.json").read_text())
+    assert not (run / "best.ckpt").exists() and summary["best_checkpoint"] == "checkpoints/noval/last.ckpt"
+    assert summary["val/nll"] is None and summary["epochs"] == 2
+    r = evaluate(str(run / "last.ckpt"), "jsb", str(jsb_root), data_dir=str(tmp_path / "data"), progress=False)
+    assert abs(r["nll"] - summary["test/nll"]) < 1e-6
+    assert "no validation ran" in capsys.readouterr().out
+
+
 def test_the_summary_says_why_training_stopped(jsb_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     common = ["--model", "RNN", "--model.hidden", "8", "--data.dataset", "jsb", "--data.root", str(jsb_root),

@@ -25,7 +25,7 @@ from musicrnn.data import PianorollDataModule
 from musicrnn.errors import MusicrnnError
 from musicrnn.metrics import FrameAccuracy, FrameNLL
 from musicrnn.models import RNNRBM, load_model
-from musicrnn.threads import choose_threads
+from musicrnn.threads import free_cores
 
 
 def evaluate(ckpt: str, dataset: str, root: str | None = None, split: str = "test", data_dir: str = "data",
@@ -34,7 +34,7 @@ def evaluate(ckpt: str, dataset: str, root: str | None = None, split: str = "tes
     """``{"nll", "nll_stderr", "frame_acc", "frames"}`` of a checkpoint on one split, plus ``"ais_bias"``
     and ``"ais_bias_stderr"`` when ``ais_bias_frames`` > 0 (RNN-RBM only)."""
     model, data_hp = load_model(ckpt)
-    torch.set_num_threads(choose_threads(model.hparams.hidden))  # as train.py: see musicrnn/threads.py
+    torch.set_num_threads(free_cores())  # as train.py's validation and test: see musicrnn/threads.py
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     settings = data_hp if data_hp.get("dataset") == dataset else {}  # the checkpoint's preprocessing

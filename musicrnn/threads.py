@@ -1,38 +1,96 @@
-"""How many CPU threads a training run uses (``train.py --threads``; 0 chooses).
+"""How many CPU threads a run uses (``train.py --threads``; 0 chooses): one for the training steps of
+small recurrent cores, the cores that other processes leave free for evaluation and large cores.
 
-Measured on the 2-core development machine, whole ``train.py`` runs on JSB (8 epochs of the RNN, 3 of the
-RNN-NADE, default configs): one thread trains as fast as two on an idle machine (RNN 18.2 s against
-19.0 s, RNN-NADE 14.9 s against 15.9 s), and with one core taken by another process two threads slow
-down 2.5-3x (47.0 s and 43.4 s) while one thread does not (17.0 s and 13.3 s): at these sizes each
-product is too small to split, and PyTorch's threads wait on each other at every one of the thousands
-of small operations per batch. So recurrent cores up to ``SMALL_HIDDEN`` units get one thread; larger
-ones (not measured here) get the cores that are free now.
+Training steps, measured on the 2-core development machine, whole ``train.py`` runs on JSB (8 epochs of
+the RNN, 3 of the RNN-NADE, default configs): one thread trains as fast as two on an idle machine (RNN
+18.2 s against 19.0 s, RNN-NADE 14.9 s against 15.9 s), and with one core taken by another process two
+threads slow down 2.5-3x (47.0 s and 43.4 s) while one thread does not (17.0 s and 13.3 s): at these
+sizes each product is too small to split, and PyTorch's threads wait on each other at every one of the
+thousands of small operations per batch. So recurrent cores up to ``SMALL_HIDDEN`` units train on one
+thread; larger ones (not measured here) on the cores that are free at the start.
 
-Re-measured with this choice (``python benchmarks/busy.py``; whole runs, one core busy against idle):
-one thread 1.07x (RNN), 1.85x (RNN-NADE), 1.91x (RNN-RBM); two threads 2.80x, 2.04x, 2.49x. The rest
-of the slowdown is the machine's: on that VM a one-thread kernel pinned to one CPU slowed 1.3-2.3x when a
-busy loop ran pinned to the other (``busy.floor``), so no thread count reaches 1.2x there.
+Evaluation is different: the RNN-RBM's AIS works on ``(frames, runs, units)`` tensors of millions of
+numbers, which two threads share well (256 JSB frames, idle machine: 3.1 s on one thread, 2.1 s on two).
+So validation and test (``EvalThreads``) and ``evaluate`` use the cores that other processes leave free
+at their start, and training goes back to its own count after each validation.
+
+Busy against idle (``python benchmarks/busy.py``; whole runs, one core taken by a busy loop, on the
+2-core AMD EPYC VM): RNN 0.99x, RNN-NADE 1.03x, RNN-RBM 1.26x with these choices, against 2.19x, 1.96x
+and 2.58x with two threads throughout; the RNN-RBM's idle run is the fastest of the three settings
+(11.5 s, against 13.9 s on two threads), and its busy one has a single core for its AIS validation.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import os
+import time
+
 import psutil
+import torch
+from lightning.pytorch.callbacks import Callback
 
 from musicrnn.errors import MusicrnnError
 
 SMALL_HIDDEN = 512  # the largest core measured to gain nothing from a second thread is 300 units
 
 
-def free_cores(sample_seconds: float = 0.25) -> int:
-    """Cores less than half busy over a short sample (at least 1)."""
-    busy = psutil.cpu_percent(interval=sample_seconds, percpu=True)
-    return max(1, sum(b < 50 for b in busy))
+@functools.cache
+def _process(pid: int) -> psutil.Process:
+    """One ``psutil.Process`` per process id: its ``cpu_percent()`` reads the time since its own last call."""
+    return psutil.Process(pid)
+
+
+def free_cores(sample_seconds: float | None = 0.25) -> int:
+    """Cores that other processes leave free, at least 1: all cores less the load of every process but
+    this one, rounded to whole cores, over ``sample_seconds`` (None: since the previous call, no wait)."""
+    me = _process(os.getpid())
+    if sample_seconds is not None:
+        psutil.cpu_percent(percpu=True)
+        me.cpu_percent()
+        time.sleep(sample_seconds)
+    total = sum(psutil.cpu_percent(percpu=True))  # % of one core, summed over cores, since the previous call
+    others = max(0.0, total - me.cpu_percent()) / 100
+    return max(1, (psutil.cpu_count() or 1) - math.floor(others + 0.5))
 
 
 def choose_threads(hidden: int, requested: int = 0) -> int:
-    """``requested`` if positive, else 1 for cores of up to ``SMALL_HIDDEN`` units, else the free cores."""
+    """Threads for training: ``requested`` if positive, else 1 for cores of up to ``SMALL_HIDDEN`` units,
+    else the free cores."""
     if requested < 0:
         raise MusicrnnError(f"--threads must be 0 (choose) or more, got {requested}")
     if requested:
         return requested
     return 1 if hidden <= SMALL_HIDDEN else free_cores()
+
+
+class EvalThreads(Callback):
+    """Validation and test on the cores free when they start; training steps on ``train_threads``.
+
+    The load is read over the training steps since the last evaluation (no wait), or, for an evaluation
+    that follows its setup or another evaluation within ``min_window`` seconds (the sanity check), over a
+    wait of that length: a reading over a few milliseconds says nothing.
+    """
+
+    def __init__(self, train_threads: int, min_window: float = 0.2):
+        self.train_threads, self.min_window = train_threads, min_window
+        self.since = time.monotonic()
+
+    def _restart(self):
+        free_cores(None)  # the next reading covers what follows
+        self.since = time.monotonic()
+
+    def setup(self, trainer, pl_module, stage):
+        self._restart()
+
+    def _evaluate(self, trainer, pl_module):
+        short = time.monotonic() - self.since < self.min_window
+        torch.set_num_threads(free_cores(self.min_window if short else None))
+
+    def _train(self, trainer, pl_module):
+        torch.set_num_threads(self.train_threads)
+        self._restart()
+
+    on_validation_start = on_test_start = _evaluate
+    on_validation_end = on_test_end = _train

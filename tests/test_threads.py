@@ -1,21 +1,79 @@
-"""``train.py --threads``: one thread for small cores, the free cores for large ones, or what is asked."""
+"""Thread counts: one thread for small cores' training steps, the free cores for evaluation, or what is asked."""
 
 import os
+import subprocess
+import sys
+import time
 
+import lightning as L
 import pytest
+import torch
 
+from musicrnn.data import PianorollDataModule
 from musicrnn.errors import MusicrnnError
-from musicrnn.threads import SMALL_HIDDEN, choose_threads, free_cores
+from musicrnn.models import RNN
+from musicrnn.threads import SMALL_HIDDEN, EvalThreads, choose_threads, free_cores
+
+CORES = os.cpu_count() or 1
 
 
 def test_small_cores_get_one_thread_and_a_request_wins():
     assert choose_threads(300) == 1
     assert choose_threads(SMALL_HIDDEN) == 1
     assert choose_threads(300, requested=3) == 3
-    assert 1 <= choose_threads(4 * SMALL_HIDDEN) <= (os.cpu_count() or 1)
-    assert 1 <= free_cores(0.05) <= (os.cpu_count() or 1)
+    assert 1 <= choose_threads(4 * SMALL_HIDDEN) <= CORES
 
 
 def test_negative_threads_is_one_line_error():
     with pytest.raises(MusicrnnError, match="--threads must be 0"):
         choose_threads(300, requested=-1)
+
+
+@pytest.mark.skipif(CORES < 2, reason="needs a core to take")
+def test_a_busy_process_takes_a_core_and_our_own_work_does_not():
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert free_cores(0.5) <= CORES - 1
+    finally:
+        hog.kill()
+        hog.wait()
+    before = free_cores(0.5)  # other processes' load alone
+    free_cores(None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a, start = torch.randn(300, 300), time.perf_counter()
+    while time.perf_counter() - start < 0.5:  # a core's worth of this process's own work
+        a = torch.tanh(a @ a)
+    torch.set_num_threads(threads)
+    assert free_cores(None) >= before
+
+
+class ThreadProbe(L.Callback):
+    """The thread count each training and validation batch ran with."""
+
+    def __init__(self):
+        self.seen = {"train": set(), "val": set()}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.seen["train"].add(torch.get_num_threads())
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.seen["val"].add(torch.get_num_threads())
+
+
+def test_validation_runs_on_the_free_cores_and_training_on_its_own_count(jsb_root, tmp_path):
+    probe, threads = ThreadProbe(), torch.get_num_threads()
+    dm = PianorollDataModule("jsb", str(jsb_root), str(tmp_path / "data"), batch_size=2)
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0,
+                        callbacks=[EvalThreads(train_threads=1), probe])
+    try:
+        torch.set_num_threads(1)
+        trainer.fit(RNN(hidden=8), datamodule=dm)
+    finally:
+        torch.set_num_threads(threads)
+    assert probe.seen["train"] == {1}
+    assert probe.seen["val"] and all(1 <= n <= CORES for n in probe.seen["val"])
+    if CORES > 1 and free_cores(0.3) == CORES:  # an idle machine: validation took every core
+        assert max(probe.seen["val"]) > 1

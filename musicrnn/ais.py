@@ -176,9 +176,10 @@ def ais_log_z(b_v, b_h, W, runs: int = AIS_RUNS, steps: int = AIS_STEPS, base_ch
     log_w = W.new_zeros(n, runs, dtype=torch.float64)
     betas = torch.linspace(0, 1, steps + 1, dtype=torch.float64).tolist()
     for b_prev, b in zip(betas[:-1], betas[1:]):
-        # The visible units' share of the log-weight, sum_i softplus(b0 + b a)_i - softplus(b0 + b_prev a)_i,
-        # is the log of prod_i s_prev_i / s_i with s = sigmoid(-(b0 + beta a)) = p(v_i = 0): two sigmoids,
-        # a division and one log per chain instead of 176 softplus (``_ratios_are_safe`` says when).
+        # The visible units' share of the log-weight, sum_i softplus(x_i) - softplus(x'_i) with visible inputs
+        # x = b0 + b (dv + a) and x' = b0 + b_prev (dv + a), is the log of prod_i s'_i / s_i with
+        # s = sigmoid(-x) = p(v_i = 0): two sigmoids, a division and one log per chain instead of 176
+        # softplus (``_ratios_are_safe`` says when).
         s = torch.sub(-b0_ - b * dv, a, alpha=b).sigmoid_()  # (n, runs, D)
         if ratios:
             gain = torch.sub(-b0_ - b_prev * dv, a, alpha=b_prev).sigmoid_().div_(s).prod(-1).log_()

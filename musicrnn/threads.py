@@ -1,5 +1,6 @@
 """How many CPU threads a run uses (``train.py --threads``; 0 chooses): one for the training steps of
-small recurrent cores, the cores that other processes leave free for evaluation and large cores.
+small recurrent cores, the cores that other processes leave free for evaluation, large cores and wide
+products.
 
 Training steps, measured on the 2-core development machine, whole ``train.py`` runs on JSB (8 epochs of
 the RNN, 3 of the RNN-NADE, default configs): one thread trains as fast as two on an idle machine (RNN
@@ -11,8 +12,11 @@ thread; larger ones (not measured here) on the cores that are free at the start.
 
 Evaluation is different: the RNN-RBM's AIS works on ``(frames, runs, units)`` tensors of millions of
 numbers, which two threads share well (256 JSB frames, idle machine: 3.1 s on one thread, 2.1 s on two).
-So validation and test (``EvalThreads``) and ``evaluate`` use the cores that other processes leave free
-at their start, and training goes back to its own count after each validation.
+So validation and test (``Threads``) and ``evaluate`` use the cores that other processes leave free at
+their start, and training goes back to its own count after each validation. The RNN-RBM's training
+products are wide too (CD-k's Gibbs chain runs over every frame of a batch at once): the tutorial-size
+model at batch 16 trained at 59k frames/s on two threads against 48k on one (idle; at batch 1 13-14k
+both ways), so it trains on the free cores, re-read at every epoch.
 
 Busy against idle (``python benchmarks/busy.py``; whole runs, one core taken by a busy loop, on the
 2-core AMD EPYC VM): RNN 0.99x, RNN-NADE 1.03x, RNN-RBM 1.26x with these choices, against 2.19x, 1.96x
@@ -55,42 +59,55 @@ def free_cores(sample_seconds: float | None = 0.25) -> int:
     return max(1, (psutil.cpu_count() or 1) - math.floor(others + 0.5))
 
 
-def choose_threads(hidden: int, requested: int = 0) -> int:
-    """Threads for training: ``requested`` if positive, else 1 for cores of up to ``SMALL_HIDDEN`` units,
-    else the free cores."""
+def follows_free_cores(hidden: int, wide: bool = False) -> bool:
+    """Whether training steps use the free cores (re-read every epoch) instead of one thread: for cores of
+    more than ``SMALL_HIDDEN`` units, or models whose products are ``wide`` (``SequenceModel.wide_products``)."""
+    return wide or hidden > SMALL_HIDDEN
+
+
+def choose_threads(hidden: int, requested: int = 0, wide: bool = False) -> int:
+    """Threads for training: ``requested`` if positive, else the free cores if ``follows_free_cores``, else 1."""
     if requested < 0:
         raise MusicrnnError(f"--threads must be 0 (choose) or more, got {requested}")
     if requested:
         return requested
-    return 1 if hidden <= SMALL_HIDDEN else free_cores()
+    return free_cores() if follows_free_cores(hidden, wide) else 1
 
 
-class EvalThreads(Callback):
-    """Validation and test on the cores free when they start; training steps on ``train_threads``.
+class Threads(Callback):
+    """Thread counts through a run (``train.py --threads 0``): validation and test on the cores free when
+    they start; training on one thread, or, if ``follow``, on the cores free when each epoch starts and
+    after each validation, so that a run started on an idle machine drops to one thread once another
+    process takes a core.
 
-    The load is read over the training steps since the last evaluation (no wait), or, for an evaluation
-    that follows its setup or another evaluation within ``min_window`` seconds (the sanity check), over a
-    wait of that length: a reading over a few milliseconds says nothing.
+    The load is read over the time since the last reading (no wait), or, when that is shorter than
+    ``min_window`` seconds (the sanity check right after setup), over a wait of that length: a reading over
+    a few milliseconds says nothing.
     """
 
-    def __init__(self, train_threads: int, min_window: float = 0.2):
-        self.train_threads, self.min_window = train_threads, min_window
+    def __init__(self, follow: bool = False, min_window: float = 0.2):
+        self.follow, self.min_window = follow, min_window
         self.since = time.monotonic()
 
-    def _restart(self):
-        free_cores(None)  # the next reading covers what follows
+    def _set(self, threads: int | None = None):
+        """Set ``threads``, or the free cores, and start the next reading's window."""
+        if threads is None:
+            short = time.monotonic() - self.since < self.min_window
+            threads = free_cores(self.min_window if short else None)
+        else:
+            free_cores(None)
+        torch.set_num_threads(threads)
         self.since = time.monotonic()
 
     def setup(self, trainer, pl_module, stage):
-        self._restart()
+        free_cores(None)  # starts the load measurement
+        self.since = time.monotonic()
 
     def _evaluate(self, trainer, pl_module):
-        short = time.monotonic() - self.since < self.min_window
-        torch.set_num_threads(free_cores(self.min_window if short else None))
+        self._set()
 
     def _train(self, trainer, pl_module):
-        torch.set_num_threads(self.train_threads)
-        self._restart()
+        self._set(None if self.follow else 1)
 
     on_validation_start = on_test_start = _evaluate
-    on_validation_end = on_test_end = _train
+    on_train_epoch_start = on_validation_end = on_test_end = _train

@@ -41,7 +41,7 @@ from musicrnn.data import PianorollDataModule
 from musicrnn.errors import MusicrnnError
 from musicrnn.guard import NonFiniteGuard
 from musicrnn.models import MODELS, SequenceModel  # importing the package imports every subclass: --model RNN resolves
-from musicrnn.threads import EvalThreads, choose_threads
+from musicrnn.threads import Threads, choose_threads, follows_free_cores
 from musicrnn.tracking import RunInfo, SampleLogger, finish, keep_csv_history, make_logger
 
 
@@ -59,9 +59,9 @@ class TrainCLI(LightningCLI):
                             help="csv, tensorboard or wandb (offline unless WANDB_API_KEY is set); "
                                  "--trainer.logger overrides it")
         parser.add_argument("--threads", type=int, default=0,
-                            help="CPU threads (0: for training steps one for cores of up to 512 units, else "
-                                 "the free cores; for validation and test the free cores; see musicrnn/threads.py "
-                                 "for the measurements)")
+                            help="CPU threads (0: choose: for training one thread for cores of up to 512 units "
+                                 "unless the model's products are wide (RNN-RBM), else the free cores, re-read every "
+                                 "epoch; for validation and test the free cores; see musicrnn/threads.py)")
         parser.add_argument("--resume", type=str, default="auto",
                             help="auto: continue from the run's last.ckpt if there is one (or, if it is damaged, "
                                  "from the run's newest intact checkpoint, with a warning); never: start afresh, "
@@ -89,7 +89,8 @@ class TrainCLI(LightningCLI):
             *([ModelCheckpoint(dirpath=self.run_dir, save_top_k=0, save_last=True, every_n_train_steps=every,
                                enable_version_counter=False)] if every else []),
             RunInfo(self.config.as_dict()),
-            *([] if self.config_init.threads else [EvalThreads(choose_threads(self.model.hparams.hidden))]),
+            *([] if self.config_init.threads else
+              [Threads(follows_free_cores(self.model.hparams.hidden, self.model.wide_products))]),
             # Training time that a resumed run carries on from its checkpoint (--trainer.max_time's own
             # Timer does so too): summary.json's train_seconds is the whole run's, not its last part's.
             *([] if self.config_init.trainer.get("max_time") else [Timer(verbose=False)]),
@@ -241,7 +242,7 @@ def resumable_step(path: Path, model) -> int:
 
 def train(argv: list[str]) -> int:
     cli = make_cli(argv)
-    torch.set_num_threads(choose_threads(cli.model.hparams.hidden, cli.config_init.threads))
+    torch.set_num_threads(choose_threads(cli.model.hparams.hidden, cli.config_init.threads, cli.model.wide_products))
     resume, step = resume_path(cli.config_init.resume, cli.run_dir, cli.model) or (None, 0)
     if resume:
         print(f"resuming from {resume}")

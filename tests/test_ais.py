@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from musicrnn.ais import ais_log_z, exact_log_z, fit_base
+from musicrnn.ais import _ratios_are_safe, ais_log_z, exact_log_z, fit_base, linear
 
 
 def rbms(n, D, H, scale, seed):
@@ -56,3 +56,31 @@ def test_a_factorial_rbm_needs_no_annealing():
     exact = F.softplus(b_v).sum(-1) + F.softplus(b_h).sum(-1)
     assert torch.allclose(est, exact, atol=1e-3)
     assert var.max() < 1e-10
+
+
+def test_large_weights_take_the_softplus_form_and_stay_exact():
+    # Visible inputs that can pass +-80 (weights of scale 20): the sigmoid-ratio form would underflow in
+    # float32, so ais_log_z must take the softplus form, and still agree with enumeration.
+    b_v, b_h, W = rbms(4, 8, 6, 20.0, seed=8)
+    assert not _ratios_are_safe(b_v, b_v, W, 300)
+    small_v, _, small_W = rbms(4, 8, 6, 0.5, seed=8)
+    assert _ratios_are_safe(small_v, small_v, small_W, 300)  # the other tests' RBMs take the ratio form
+    exact = exact_log_z(b_v.double(), b_h.double(), W.double())
+    torch.manual_seed(4)
+    est, var = ais_log_z(b_v, b_h, W, runs=100, steps=1000)
+    assert torch.isfinite(est).all()
+    assert (est.double() - exact).abs().max() < 0.05, est.double() - exact
+
+
+def test_linear_equals_the_float64_product():
+    # oneDNN's product (at least ONEDNN_MIN_ROWS rows, float32, no autograd) and the matmul fallback.
+    g = torch.Generator().manual_seed(9)
+    w = torch.randn(150, 88, generator=g)
+    for rows in (4, 3000):
+        x = (torch.rand(2, rows, 88, generator=g) < 0.1).float()
+        ref = x.double() @ w.double().T
+        torch.testing.assert_close(linear(x, w).double(), ref, rtol=1e-5, atol=1e-5)
+        assert linear(x, w).shape == (2, rows, 150)
+    wg = w.clone().requires_grad_()
+    linear(x, wg).sum().backward()  # with autograd: the differentiable fallback
+    torch.testing.assert_close(wg.grad, x.sum((0, 1)).expand(150, 88), rtol=1e-5, atol=1e-3)

@@ -12,7 +12,7 @@ import torch
 from musicrnn.data import PianorollDataModule
 from musicrnn.errors import MusicrnnError
 from musicrnn.models import RNN
-from musicrnn.threads import SMALL_HIDDEN, EvalThreads, choose_threads, free_cores
+from musicrnn.threads import SMALL_HIDDEN, Threads, choose_threads, free_cores
 
 CORES = os.cpu_count() or 1
 
@@ -22,6 +22,7 @@ def test_small_cores_get_one_thread_and_a_request_wins():
     assert choose_threads(SMALL_HIDDEN) == 1
     assert choose_threads(300, requested=3) == 3
     assert 1 <= choose_threads(4 * SMALL_HIDDEN) <= CORES
+    assert 1 <= choose_threads(300, wide=True) <= CORES
 
 
 def test_negative_threads_is_one_line_error():
@@ -62,18 +63,36 @@ class ThreadProbe(L.Callback):
         self.seen["val"].add(torch.get_num_threads())
 
 
-def test_validation_runs_on_the_free_cores_and_training_on_its_own_count(jsb_root, tmp_path):
+def fit_with_threads(jsb_root, tmp_path, follow: bool) -> ThreadProbe:
+    """A 2-epoch RNN run under ``Threads(follow)``; returns what each phase's batches ran with."""
     probe, threads = ThreadProbe(), torch.get_num_threads()
     dm = PianorollDataModule("jsb", str(jsb_root), str(tmp_path / "data"), batch_size=2)
     trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0,
-                        callbacks=[EvalThreads(train_threads=1), probe])
+                        callbacks=[Threads(follow), probe])
     try:
         torch.set_num_threads(1)
         trainer.fit(RNN(hidden=8), datamodule=dm)
     finally:
         torch.set_num_threads(threads)
+    return probe
+
+
+def test_validation_runs_on_the_free_cores_and_training_on_one_thread(jsb_root, tmp_path):
+    probe = fit_with_threads(jsb_root, tmp_path, follow=False)
     assert probe.seen["train"] == {1}
     assert probe.seen["val"] and all(1 <= n <= CORES for n in probe.seen["val"])
     if CORES > 1 and free_cores(0.3) == CORES:  # an idle machine: validation took every core
         assert max(probe.seen["val"]) > 1
+
+
+@pytest.mark.skipif(CORES < 2, reason="needs a core to take")
+def test_a_following_run_leaves_a_taken_core_alone(jsb_root, tmp_path):
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        probe = fit_with_threads(jsb_root, tmp_path, follow=True)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert probe.seen["train"] and max(probe.seen["train"] | probe.seen["val"]) <= CORES - 1

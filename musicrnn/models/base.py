@@ -48,6 +48,10 @@ class SequenceModel(L.LightningModule):
             as the paper pre-trains the RNN-RBM / RNN-NADE from an RNN.
     """
 
+    # Whether training's products span every frame of a batch at once, wide enough for a second core:
+    # ``train.py --threads 0`` then trains on the free cores (musicrnn/threads.py). Measured per model.
+    wide_products = False
+
     def __init__(self, hidden: int = 300, cell: str = "tanh", leaky: str = "none", max_timescale: float = 100.0,
                  init: str = "default", identity_scale: float = 1.0, learn_init: bool = True,
                  dropout: float = 0.0, lr: float = 1e-3, tbptt_steps: int | None = None,

@@ -77,6 +77,8 @@ class RNNRBM(SequenceModel):
         **kwargs: the recurrent core and optimizer (see ``SequenceModel``).
     """
 
+    wide_products = True  # CD-k over a batch's frames: 1.22x faster on two threads at batch 16 (musicrnn/threads.py)
+
     def __init__(self, rbm_hidden: int = 150, cd_steps: int = 15, gibbs_steps: int = 25,
                  val_ais_runs: int = 10, val_ais_steps: int = 100,
                  ais_batch: int = 256, **kwargs):

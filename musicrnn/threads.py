@@ -19,9 +19,9 @@ model at batch 16 trained at 59k frames/s on two threads against 48k on one (idl
 both ways), so it trains on the free cores, re-read at every epoch.
 
 Busy against idle (``python benchmarks/busy.py``; whole runs, one core taken by a busy loop, on the
-2-core AMD EPYC VM): RNN 0.99x, RNN-NADE 1.03x, RNN-RBM 1.26x with these choices, against 2.19x, 1.96x
-and 2.58x with two threads throughout; the RNN-RBM's idle run is the fastest of the three settings
-(11.5 s, against 13.9 s on two threads), and its busy one has a single core for its AIS validation.
+2-core AMD EPYC VM): RNN 1.02x, RNN-NADE 0.96x, RNN-RBM 1.19x with these choices, against 1.97x, 1.61x
+and 3.19x with two threads throughout. Idle, the two settings differ by 10-15% in either direction from
+one run of the script to the next.
 """
 
 from __future__ import annotations

@@ -92,6 +92,16 @@ class Uniform:
         return buf.copy_(bits.view(shape)).mul_(2 ** -24).add_(0.5)
 
 
+def gibbs_sweep(v, b_v, b_h, W, Wt, uniform: Uniform):
+    """One block Gibbs sweep v -> h -> v' of RBMs: ``v (..., D)``, biases broadcasting to ``(..., D)`` and
+    ``(..., H)``, ``W (D, H)`` and ``Wt = W.T`` contiguous. Returns ``(p(h | v), p(v' | h), v')``. A binary
+    draw is ``ceil(p - u)``: one pass fewer than ``(u < p).float()``."""
+    p_h = linear(v, Wt).add_(b_h).sigmoid_()
+    h = torch.sub(p_h, uniform(p_h.shape)).ceil_()
+    p_v = linear(h, W).add_(b_v).sigmoid_()
+    return p_h, p_v, torch.sub(p_v, uniform(p_v.shape)).ceil_()
+
+
 def fit_base(b_v, b_h, W, chains: int = 64, steps: int = 20, burn: int = 5, eps: float = 1e-3,
              generator: torch.Generator | None = None):
     """A factorial distribution close to each RBM: the logits ``(b0 (n, D), c0 (n, H))`` of its visible
@@ -114,10 +124,7 @@ def fit_base(b_v, b_h, W, chains: int = 64, steps: int = 20, burn: int = 5, eps:
     v = torch.sub(torch.sigmoid(bv).expand(n, chains, D), uniform((n, chains, D))).ceil_()
     sum_v, sum_h = b_v.new_zeros(n, D), b_v.new_zeros(n, H)
     for step in range(steps):
-        p_h = linear(v, Wt).add_(bh).sigmoid_()  # (n, chains, H)
-        h = torch.sub(p_h, uniform((n, chains, H))).ceil_()
-        p_v = linear(h, W).add_(bv).sigmoid_()
-        v = torch.sub(p_v, uniform((n, chains, D))).ceil_()
+        p_h, p_v, v = gibbs_sweep(v, bv, bh, W, Wt, uniform)  # (n, chains, .)
         if step >= burn:
             sum_v += p_v.sum(1)
             sum_h += p_h.sum(1)

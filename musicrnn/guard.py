@@ -21,6 +21,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from musicrnn.errors import MusicrnnError
 
 
+DIVERGED = "diverged.txt"  # train.py writes a NonFiniteError's line here, in the run's checkpoint folder
+
+
 class NonFiniteError(MusicrnnError):
     """Training produced only non-finite losses or gradients for ``patience`` steps in a row."""
 

@@ -93,15 +93,14 @@ class Threads(Callback):
         """Set ``threads``, or the free cores, and start the next reading's window."""
         if threads is None:
             short = time.monotonic() - self.since < self.min_window
-            threads = free_cores(self.min_window if short else None)
+            torch.set_num_threads(free_cores(self.min_window if short else None))
         else:
+            torch.set_num_threads(threads)
             free_cores(None)
-        torch.set_num_threads(threads)
         self.since = time.monotonic()
 
     def setup(self, trainer, pl_module, stage):
-        free_cores(None)  # starts the load measurement
-        self.since = time.monotonic()
+        self._set(torch.get_num_threads())  # starts the load measurement
 
     def _evaluate(self, trainer, pl_module):
         self._set()

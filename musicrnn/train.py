@@ -6,7 +6,7 @@
     python train.py --help
 
 Checkpoints go to ``checkpoints/<run_name>/`` (``best.ckpt`` by ``val/nll``, ``last.ckpt``, and a small
-``model.ckpt`` with weights and settings only); logs to ``runs/<run_name>/`` (``--log_dir``; CSV by default,
+``model.ckpt`` with weights and settings only; ``diverged.txt`` if the non-finite guard stopped the run); logs to ``runs/<run_name>/`` (``--log_dir``; CSV by default,
 ``--logger tensorboard`` or ``--logger wandb``), with samples every ``--samples.every_n_epochs``. Running the same
 command again resumes from ``last.ckpt``, mid-epoch too (``--save_every_n_steps`` also writes it every
 so many steps); a damaged ``last.ckpt`` (a full disk, a partial copy) is passed over, with a warning, for
@@ -39,7 +39,7 @@ from musicrnn.checkpoint import AtomicCheckpointIO, CheckpointError, load_state,
 from musicrnn.cli import argument_error_line, exception_line, run_command
 from musicrnn.data import PianorollDataModule
 from musicrnn.errors import MusicrnnError
-from musicrnn.guard import NonFiniteGuard
+from musicrnn.guard import DIVERGED, NonFiniteError, NonFiniteGuard
 from musicrnn.models import MODELS, SequenceModel  # importing the package imports every subclass: --model RNN resolves
 from musicrnn.threads import Threads, choose_threads, follows_free_cores
 from musicrnn.tracking import RunInfo, SampleLogger, finish, keep_csv_history, make_logger
@@ -152,6 +152,7 @@ def summarise(trainer, model, datamodule, run_dir: Path, seconds: float, eval_tr
         slim(best, run_dir / "model.ckpt")
         text = json.dumps(summary, indent=2) + "\n"
         atomic_write(run_dir / "summary.json", lambda f: f.write(text.encode()))  # read by scripts/ablation.py
+        (run_dir / DIVERGED).unlink(missing_ok=True)  # a resumed run that diverged before has now finished
     return summary
 
 
@@ -252,6 +253,11 @@ def train(argv: list[str]) -> int:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
     except MisconfigurationException as e:  # Lightning's word for settings that do not fit together
         raise MusicrnnError(exception_line(e)) from e
+    except NonFiniteError as e:  # the run diverged: its folder says so (scripts/ablation.py reads it)
+        if cli.trainer.is_global_zero:
+            line = f"error: {e}\n".encode()
+            atomic_write(cli.run_dir / DIVERGED, lambda f: f.write(line))
+        raise
     if cli.trainer.fast_dev_run:  # a smoke run saves no checkpoint to test
         return 0
     why = stopped_by(cli.trainer)  # now: the test runs below restore the callbacks' states from best.ckpt

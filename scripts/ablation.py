@@ -45,11 +45,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # a script, not an installed package: musicrnn is imported from the repository
 from musicrnn import plot  # noqa: E402
+from musicrnn.guard import DIVERGED  # noqa: E402
 MODELS = {"rnn": "RNN", "nade": "RNN-NADE", "rbm": "RNN-RBM"}
 BASE = ROOT / "configs" / "ablation" / "base.yaml"
 TECHNIQUES = ROOT / "configs" / "techniques"
 CHOSEN = "as chosen"  # the row of a technique table that is the chosen config alone
-DIVERGED = "diverged.txt"  # beside a run's checkpoints: the non-finite guard stopped it
 PAPER_LRS = (0.1, 0.3)  # the learning-rate search of every paper row in RESULTS.md
 
 
@@ -106,18 +106,6 @@ def outcome(args, name: str) -> dict | None:
     return None
 
 
-def diverged(args, name: str, returncode: int) -> bool:
-    """Whether a failed training was stopped by ``NonFiniteGuard`` (exit code 1 and its ``error:`` line last
-    in the run's log); if so, says so in ``<checkpoint_dir>/<run>/diverged.txt``."""
-    lines = (ROOT / args.log_dir / f"{name}.log").read_text(errors="replace").strip().splitlines()
-    last = lines[-1] if lines else ""
-    if returncode != 1 or not (last.startswith("error: ") and "non-finite" in last):
-        return False
-    (ROOT / args.checkpoint_dir / name).mkdir(parents=True, exist_ok=True)
-    (ROOT / args.checkpoint_dir / name / DIVERGED).write_text(last + "\n")
-    return True
-
-
 def launch(config: Path, args, lr: float | None) -> tuple[str, list[str], subprocess.Popen | None]:
     """Start one training (or reuse its finished summary); returns its name, command and process."""
     name = run_name(config, args, lr)
@@ -159,7 +147,8 @@ def run_all(jobs: list[tuple[Path, float | None]], args) -> dict[tuple[Path, flo
             if proc is not None and proc.poll() is None:
                 continue
             del running[job]
-            if proc is not None and proc.returncode and not diverged(args, name, proc.returncode):
+            diverged = (ROOT / args.checkpoint_dir / name / DIVERGED).exists()  # train.py: the guard stopped it
+            if proc is not None and proc.returncode and not diverged:
                 stop_all(running)
                 sys.exit(f"{name} failed (exit {proc.returncode}); see {args.log_dir}/{name}.log")
             summary = outcome(args, name)

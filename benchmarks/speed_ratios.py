@@ -11,12 +11,11 @@ On a loaded machine only ratios of interleaved timings mean anything: each repea
 and the new code one after the other on the same batches, and the median of the per-repeat ratios is
 reported.
 
-Where the RNN-RBM's time goes after this work (1 thread, torch.profiler / cProfile, busy 2-core CPU):
-at batch 16 a step is about 30 ms, of which the CD-15 products take ~8 ms (already ~100 GFLOP/s), the
-uniform draws ~7 ms (2.2 ns a number, the cheapest dtype) and the recurrent core's per-time-step
-autograd ~7 ms; at batch 1 a ``train.py`` step is ~9.9 ms against ~6.7 ms for the bare model step, most
-of which is again the core's per-time-step autograd. The aims (1.7x, 2x) need the core
-(``musicrnn/core.py``) to get a hand-written backward pass, as ``NADELogProb`` has.
+Where the RNN-RBM's time goes (1 thread, torch.profiler / cProfile, 2-core AMD EPYC, tutorial sizes):
+at batch 16 a bare step of ~920 frames is ~18 ms, of which CD-15's oneDNN products ~4.3 ms (~190
+GFLOP/s), the other products (free energies, the linear layers, their gradients; MKL) ~3.9 ms and the
+random numbers ~2.8 ms (0.86 ns a number for numpy's generator alone); at batch 1 a bare step of ~57
+frames is ~3 ms, and ``train.py`` adds Lightning's hooks and ``self.log`` (~1 ms a step).
 """
 
 from __future__ import annotations

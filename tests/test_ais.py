@@ -67,7 +67,9 @@ def test_large_weights_take_the_softplus_form_and_stay_exact():
     assert _ratios_are_safe(small_v, small_v, small_W, 300)  # the other tests' RBMs take the ratio form
     exact = exact_log_z(b_v.double(), b_h.double(), W.double())
     torch.manual_seed(4)
-    est, var = ais_log_z(b_v, b_h, W, runs=100, steps=1000)
+    # Strong couplings need many temperatures near beta = 0, where the square-root schedule has few: 1,000
+    # missed by up to 0.09 over seeds 4-7, 4,000 by at most 0.037.
+    est, var = ais_log_z(b_v, b_h, W, runs=100, steps=4000)
     assert torch.isfinite(est).all()
     assert (est.double() - exact).abs().max() < 0.05, est.double() - exact
 

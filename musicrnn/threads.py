@@ -8,7 +8,7 @@ the RNN, 3 of the RNN-NADE, default configs): one thread trains as fast as two o
 threads slow down 2.5-3x (47.0 s and 43.4 s) while one thread does not (17.0 s and 13.3 s): at these
 sizes each product is too small to split, and PyTorch's threads wait on each other at every one of the
 thousands of small operations per batch. So recurrent cores up to ``SMALL_HIDDEN`` units train on one
-thread; larger ones (not measured here) on the cores that are free at the start.
+thread; larger ones (not measured here) on the cores that are free, re-read at every epoch.
 
 Evaluation is different: the RNN-RBM's AIS works on ``(frames, runs, units)`` tensors of millions of
 numbers, which two threads share well (256 JSB frames, idle machine: 3.1 s on one thread, 2.1 s on two).

@@ -7,7 +7,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from musicrnn.data import collate
-from musicrnn.guard import NonFiniteError, NonFiniteGuard
+from musicrnn.guard import NonFiniteError, NonFiniteGuard, all_finite
 from musicrnn.models import RNN
 
 
@@ -57,3 +57,21 @@ def test_a_streak_stops_the_run_naming_epoch_batch_and_checkpoint(tmp_path):
     assert "\n" not in message
     assert "epoch 0, batch 6" in message  # batches 4, 5 and 6 were the three in a row
     assert str(tmp_path / "ck" / "last.ckpt") in message
+
+
+def test_all_finite_finds_any_nan_or_inf_in_any_tensor_and_changes_none():
+    g = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(s, generator=g).to(dt) for s, dt in
+               [((5, 7), torch.float32), ((3,), torch.float64), ((4, 2), torch.bfloat16), ((6,), torch.float32)]]
+    kept = [t.clone() for t in tensors]
+    assert all_finite(tensors)
+    for t, k in zip(tensors, kept):
+        assert torch.equal(t, k)
+    for i, t in enumerate(tensors):
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            flat = t.view(-1)
+            j = int(torch.randint(len(flat), (), generator=g))
+            flat[j] = bad
+            assert not all_finite(tensors), (i, bad)
+            flat[j] = kept[i].view(-1)[j]
+    assert all_finite(tensors)

@@ -21,10 +21,43 @@ from musicrnn.ais import AIS_RUNS, AIS_STEPS, Uniform, ais_log_z, bernoulli, gib
 from musicrnn.models.base import SequenceModel
 from musicrnn.pianoroll import NUM_PITCHES
 
+DRAW_BLOCK = 1 << 18  # uniform numbers per draw in ``gibbs``: 1 MiB
+
 
 def free_energy(v, b_v, b_h, W):
     """``v (n, D)``, ``b_v (n, D)``, ``b_h (n, H)``, ``W (D, H)`` -> ``F(v) (n,)``."""
     return -(v * b_v).sum(-1) - F.softplus(b_h + v @ W).sum(-1)
+
+
+class CDCost(torch.autograd.Function):
+    """The CD cost ``mean(F(v) - F(v_k))`` over ``n`` frames with the chain's end ``v_k`` held constant, and its
+    gradient written out: ``d/db_v = (v_k - v) / n``, ``d/db_h = (sigm(b_h + v_k W) - sigm(b_h + v W)) / n``,
+    ``d/dW = (v_k^T sigm(b_h + v_k W) - v^T sigm(b_h + v W)) / n``. ``v, v_k, b_v (n, D)``, ``b_h (n, H)``,
+    ``W (D, H)`` -> a scalar.
+
+    Why not autograd through ``free_energy`` twice: at batch 1 (~60 frames) its graph of ~20 small ops
+    cost more than the sums; both halves share one product here, and the backward pass is three ops and
+    one product. One thread, 60 frames, forward and backward: see README, "Training throughput".
+    """
+
+    @staticmethod
+    def forward(ctx, v, v_k, b_v, b_h, W):
+        n = len(v)
+        vv = torch.stack([v, v_k])  # (2, n, D)
+        z = torch.matmul(vv, W).add_(b_h)  # (2, n, H): the hidden inputs of data and chain end
+        sp = F.softplus(z).sum((1, 2))  # (2,)
+        ctx.save_for_backward(vv, z)
+        return (torch.dot(v_k.reshape(-1) - v.reshape(-1), b_v.reshape(-1)) + sp[1] - sp[0]) / n
+
+    @staticmethod
+    def backward(ctx, grad):
+        vv, z = ctx.saved_tensors
+        g = grad / z.shape[1]
+        s = z.sigmoid()
+        s[0].neg_()  # -sigm(b_h + v W), +sigm(b_h + v_k W)
+        d_bv = (vv[1] - vv[0]).mul_(g)
+        d_W = vv.flatten(0, 1).T @ s.flatten(0, 1)  # (D, H): v_k^T s_k - v^T s_v
+        return None, None, d_bv, (s[0] + s[1]).mul_(g), d_W.mul_(g)
 
 
 def gibbs(v, b_v, b_h, W, steps: int, temperature: float = 1.0):
@@ -35,12 +68,21 @@ def gibbs(v, b_v, b_h, W, steps: int, temperature: float = 1.0):
     (``Uniform``). One thread, CD-15, best of five timed back to back: 1,600 frames (a
     batch of 16 chunks of 100) 17.4 ms against 25.7 ms with MKL's fused-bias products and torch's
     generator; 6,400 frames 78.9 against 106.8 ms. (Below ``ONEDNN_MIN_ROWS`` ``linear`` is MKL's.)
+    The uniform draws of up to ``DRAW_BLOCK`` numbers come from one call: at batch 1 (~60 frames) a
+    sweep's own products take ~40 us, and drawing each layer's numbers separately added ~25 us more
+    of per-call work (CD-15 1.41 against 1.06 ms).
     """
     if temperature != 1.0:
         b_v, b_h, W = b_v / temperature, b_h / temperature, W / temperature
+    D, H = W.shape
+    rows = v.numel() // D
     Wt, uniform = W.T.contiguous(), Uniform(W)  # Wt (H, D)
-    for _ in range(steps):
-        v = gibbs_sweep(v, b_v, b_h, W, Wt, uniform)[2]
+    block = max(1, min(steps, DRAW_BLOCK // (rows * (H + D))))  # sweeps per draw
+    for k in range(steps):
+        if k % block == 0:
+            u = uniform((min(block, steps - k) * rows, H + D)).split([H, D], -1)
+            u_h, u_v = u[0].view(-1, *v.shape[:-1], H).unbind(0), u[1].view(-1, *v.shape[:-1], D).unbind(0)
+        v = gibbs_sweep(v, b_v, b_h, W, Wt, u_h[k % block], u_v[k % block])[2]
     return v
 
 
@@ -86,12 +128,14 @@ class RNNRBM(SequenceModel):
         self.to_bh = nn.Linear(U, H)  # weight W_uh, bias b_h
 
     def loss(self, cond, x, mask):
-        v, c = x[mask], cond[mask]  # (frames, .)
+        if mask.all():  # no padding (at batch 1, always): skip the gather and its backward pass
+            v, c = x.flatten(0, 1), cond.flatten(0, 1)
+        else:
+            v, c = x[mask], cond[mask]  # (frames, .)
         b_v, b_h = self.to_bv(c), self.to_bh(c)
         with torch.no_grad():
             v_k = gibbs(v, b_v, b_h, self.W, self.hparams.cd_steps)
-        cost = (free_energy(v, b_v, b_h, self.W) - free_energy(v_k, b_v, b_h, self.W)).mean()
-        return cost, None
+        return CDCost.apply(v, v_k, b_v, b_h, self.W), None
 
     def log_prob(self, cond, x, ais_runs: int = AIS_RUNS, ais_steps: int = AIS_STEPS):
         """AIS with ``ais_runs`` runs and ``ais_steps`` temperatures per frame (test and ``evaluate``

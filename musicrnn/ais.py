@@ -34,8 +34,8 @@ def linear(x, w, bias=None):
     ``F.linear``: ``(..., N)``. On the CPU, in float32, without autograd and for at least ``ONEDNN_MIN_ROWS``
     rows, through oneDNN (see above); below that a 2-d ``x`` with a bias takes one ``addmm`` (at 60 rows a
     separate addition cost ~2 us against the product's ~19 us)."""
-    if (ONEDNN and x.device.type == "cpu" and x.dtype == w.dtype == torch.float32
-            and x.numel() >= ONEDNN_MIN_ROWS * x.shape[-1]
+    if (x.numel() >= ONEDNN_MIN_ROWS * x.shape[-1] and ONEDNN and x.device.type == "cpu"  # the cheapest test first
+            and x.dtype == w.dtype == torch.float32
             and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))):
         out = torch.ops.mkldnn._linear_pointwise(x, w.contiguous(), None, "none", [], "")
     elif bias is not None and x.dim() == 2:

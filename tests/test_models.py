@@ -1,5 +1,6 @@
 """The maths of the frame distributions, checked by brute force at tiny sizes."""
 
+import csv
 import importlib.util
 import itertools
 import math
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_batch
+from lightning.pytorch.loggers import CSVLogger
 
 from musicrnn.ais import exact_log_z
 from musicrnn.models import RNN, RNNNADE
@@ -263,3 +266,19 @@ def test_conditioning_sees_only_the_past():
     logq, _ = model.log_prob(model.core(y)[0], y)
     torch.testing.assert_close(logp[:, :6], logq[:, :6])
     assert not torch.allclose(logp[:, 7:], logq[:, 7:])
+
+
+def test_the_loggers_get_each_logged_steps_own_train_loss(fit_tiny, tmp_path):
+    # train/loss is logged on the steps the loggers write (every 2nd here), not on every step: the CSV must
+    # hold those steps' own losses, as when it was logged on every step.
+    torch.manual_seed(0)
+    model = RNN(hidden=8, lr=0.0)  # lr 0: each batch's loss can be recomputed afterwards
+    logger = CSVLogger(tmp_path, name="run", version=0)
+    fit_tiny(model, batches=6, logger=logger, log_every_n_steps=2)
+    rows = [r for r in csv.DictReader(open(tmp_path / "run" / "version_0" / "metrics.csv")) if r.get("train/loss")]
+    assert [int(r["step"]) for r in rows] == [1, 3, 5]
+    with torch.no_grad():
+        for r in rows:
+            b = tiny_batch(seed=int(r["step"]))
+            loss, _ = model.loss(model.core(b["x"])[0], b["x"], b["mask"])
+            assert float(r["train/loss"]) == pytest.approx(float(loss), rel=1e-5)

@@ -102,12 +102,12 @@ class Uniform:
 def gibbs_sweep(v, b_v, b_h, W, Wt, u_h, u_v):
     """One block Gibbs sweep v -> h -> v' of RBMs: ``v (..., D)``, biases broadcasting to ``(..., D)`` and
     ``(..., H)``, ``W (D, H)`` and ``Wt = W.T`` contiguous, uniform draws ``u_h (..., H)`` and ``u_v (..., D)``.
-    Returns ``(p(h | v), p(v' | h), v')``. A binary draw is ``ceil(p - u)``: one pass fewer than
-    ``(u < p).float()``."""
+    Returns ``(p(h | v), p(v' | h), v')``. A binary draw is ``u < p`` written straight into a float tensor:
+    one pass, where ``ceil(p - u)`` takes two and ``(u < p).float()`` two and a bool tensor."""
     p_h = linear(v, Wt, b_h).sigmoid_()
-    h = torch.sub(p_h, u_h).ceil_()
+    h = torch.lt(u_h, p_h, out=torch.empty_like(p_h))
     p_v = linear(h, W, b_v).sigmoid_()
-    return p_h, p_v, torch.sub(p_v, u_v).ceil_()
+    return p_h, p_v, torch.lt(u_v, p_v, out=torch.empty_like(p_v))
 
 
 def fit_base(b_v, b_h, W, chains: int = 64, steps: int = 20, burn: int = 5, eps: float = 1e-3,

@@ -128,10 +128,12 @@ class RNNRBM(SequenceModel):
         self.to_bh = nn.Linear(U, H)  # weight W_uh, bias b_h
 
     def loss(self, cond, x, mask):
-        if mask.all():  # no padding (at batch 1, always): skip the gather and its backward pass
-            v, c = x.flatten(0, 1), cond.flatten(0, 1)
-        else:
-            v, c = x[mask], cond[mask]  # (frames, .)
+        v, c = x.flatten(0, 1), cond.flatten(0, 1)  # (batch * time, .)
+        if not mask.all():  # padding: keep the real frames (at batch 1 there is none)
+            # index_select, not c[mask]: its backward pass is an index_add, 5x faster on the CPU than the
+            # boolean index's accumulating index_put (batch 16 of 100 frames, two threads: 72 against 398 us)
+            idx = mask.flatten().nonzero()[:, 0]
+            v, c = v.index_select(0, idx), c.index_select(0, idx)  # (frames, .)
         b_v, b_h = self.to_bv(c), self.to_bh(c)
         with torch.no_grad():
             v_k = gibbs(v, b_v, b_h, self.W, self.hparams.cd_steps)

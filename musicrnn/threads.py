@@ -80,27 +80,31 @@ class Threads(Callback):
     after each validation, so that a run started on an idle machine drops to one thread once another
     process takes a core.
 
-    The load is read over the time since the last reading (no wait), or, when that is shorter than
-    ``min_window`` seconds (the sanity check right after setup), over a wait of that length: a reading over
-    a few milliseconds says nothing.
+    The load is read over the time since the last reading (no wait). A window shorter than ``min_window``
+    seconds says nothing (a reading over a few milliseconds): the first reading (the sanity check right
+    after setup) waits for the rest of it; later ones take the last reading's count again and let the
+    window grow. (Waiting at every epoch start cost 0.2 s an epoch: in the batch-16 benchmark of
+    ``benchmarks/speed_ratios.py``, whose epochs take 0.2 s, half of the timed run.)
     """
 
     def __init__(self, follow: bool = False, min_window: float = 0.2):
         self.follow, self.min_window = follow, min_window
-        self.since = time.monotonic()
+        self.since, self.count = time.monotonic(), 0  # the last reading: when, and its free cores (0: none yet)
 
     def _set(self, threads: int | None = None):
-        """Set ``threads``, or the free cores, and start the next reading's window."""
+        """Set ``threads``, or the free cores."""
         if threads is None:
             short = time.monotonic() - self.since < self.min_window
-            torch.set_num_threads(free_cores(self.min_window if short else None))
-        else:
-            torch.set_num_threads(threads)
-            free_cores(None)
-        self.since = time.monotonic()
+            if short and self.count:
+                threads = self.count
+            else:
+                threads = self.count = free_cores(self.min_window if short else None)
+                self.since = time.monotonic()
+        torch.set_num_threads(threads)
 
     def setup(self, trainer, pl_module, stage):
-        self._set(torch.get_num_threads())  # starts the load measurement
+        free_cores(None)  # starts the load measurement
+        self.since = time.monotonic()
 
     def _evaluate(self, trainer, pl_module):
         self._set()

@@ -12,6 +12,7 @@ import torch
 from musicrnn.data import PianorollDataModule
 from musicrnn.errors import MusicrnnError
 from musicrnn.models import RNN
+import musicrnn.threads as threads
 from musicrnn.threads import SMALL_HIDDEN, Threads, choose_threads, free_cores
 
 CORES = os.cpu_count() or 1
@@ -63,11 +64,11 @@ class ThreadProbe(L.Callback):
         self.seen["val"].add(torch.get_num_threads())
 
 
-def fit_with_threads(jsb_root, tmp_path, follow: bool) -> ThreadProbe:
-    """A 2-epoch RNN run under ``Threads(follow)``; returns what each phase's batches ran with."""
+def fit_with_threads(jsb_root, tmp_path, follow: bool, epochs: int = 2) -> ThreadProbe:
+    """An RNN run under ``Threads(follow)``; returns what each phase's batches ran with."""
     probe, threads = ThreadProbe(), torch.get_num_threads()
     dm = PianorollDataModule("jsb", str(jsb_root), str(tmp_path / "data"), batch_size=2)
-    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0,
                         callbacks=[Threads(follow), probe])
     try:
@@ -96,3 +97,18 @@ def test_a_following_run_leaves_a_taken_core_alone(jsb_root, tmp_path):
         hog.kill()
         hog.wait()
     assert probe.seen["train"] and max(probe.seen["train"] | probe.seen["val"]) <= CORES - 1
+
+
+def test_short_epochs_wait_for_a_reading_only_once(jsb_root, tmp_path, monkeypatch):
+    # Epochs of milliseconds: only the first reading may wait (sample the load for min_window seconds); the
+    # later epoch starts and validations take the last count again instead of sleeping 0.2 s each.
+    waits = []
+
+    def recorded(sample_seconds=0.25):
+        waits.append(sample_seconds)
+        return free_cores(sample_seconds)
+
+    monkeypatch.setattr(threads, "free_cores", recorded)
+    probe = fit_with_threads(jsb_root, tmp_path, follow=True, epochs=6)
+    assert len(probe.seen["train"]) >= 1 and len(waits) >= 2
+    assert sum(w is not None for w in waits) == 1

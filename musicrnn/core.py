@@ -38,7 +38,9 @@ class SimpleRNN(torch.autograd.Function):
     weight-gradient product per step. Here the backward pass keeps one product per step (the state's
     gradient) and gets ``dL/dW_hh`` from a single product over all steps. Forward and backward of 100
     frames, one thread: 100 units, batch 1: 2.34 ms with ``nn.RNN``, 1.13 ms with this; batch 16: 7.6
-    against 4.6 ms; 300 units, batch 16: 17.9 against 15.3 ms. On GPUs cuDNN's kernel stays.
+    against 4.6 ms; 300 units, batch 16: 17.9 against 15.3 ms. On GPUs cuDNN's kernel stays. The loops
+    step over views made by one ``unbind`` (indexing ``xw[t]`` costs ~1 us a step) and the backward pass
+    folds the later steps' gradient in with one ``addcmul`` a step: 60 frames at batch 1, 0.68 -> 0.47 ms.
     """
 
     @staticmethod

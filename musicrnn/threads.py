@@ -15,8 +15,9 @@ numbers, which two threads share well (256 JSB frames, idle machine: 3.1 s on on
 So validation and test (``Threads``) and ``evaluate`` use the cores that other processes leave free at
 their start, and training goes back to its own count after each validation. The RNN-RBM's training
 products are wide too (CD-k's Gibbs chain runs over every frame of a batch at once): the tutorial-size
-model at batch 16 trained at 59k frames/s on two threads against 48k on one (idle; at batch 1 13-14k
-both ways), so it trains on the free cores, re-read at every epoch.
+model at batch 16 trained at 58k frames/s on two threads against 45-48k on one (idle, ``train.py
+--threads 2`` / ``1`` timed by ``benchmarks/train_timer.py``; at batch 1 18-20k both ways, at batch 4 39-40k
+against 32-34k), so it trains on the free cores, re-read at every epoch.
 
 Busy against idle (``python benchmarks/busy.py``; whole runs, one core taken by a busy loop, on the
 2-core AMD EPYC VM): RNN 1.02x, RNN-NADE 0.96x, RNN-RBM 1.19x with these choices, against 1.97x, 1.61x

@@ -36,8 +36,9 @@ class CDCost(torch.autograd.Function):
     ``W (D, H)`` -> a scalar.
 
     Why not autograd through ``free_energy`` twice: at batch 1 (~60 frames) its graph of ~20 small ops
-    cost more than the sums; both halves share one product here, and the backward pass is three ops and
-    one product. One thread, 60 frames, forward and backward: see README, "Training throughput".
+    costs more than the sums; both halves share one product here, and the backward pass is a sigmoid, a
+    few element-wise ops and one product. Forward and backward, one thread: 60 frames 178 against 214 us,
+    900 frames 1.64 against 1.77 ms.
     """
 
     @staticmethod

@@ -187,6 +187,7 @@ def make_cli(args: list[str]) -> TrainCLI:
         # torch checks optimizer settings (a negative --model.lr, say) only when it builds the optimizer:
         # built once now so they are reported before any data is loaded.
         cli.model.configure_optimizers()
+        check_validation(cli.trainer)
     except ArgumentError as e:
         raise MusicrnnError(argument_error_line(str(e), list(MODELS))) from e
     except MusicrnnError:
@@ -194,6 +195,17 @@ def make_cli(args: list[str]) -> TrainCLI:
     except (ValueError, FileNotFoundError, MisconfigurationException) as e:
         raise MusicrnnError(exception_line(e)) from e
     return cli
+
+
+def check_validation(trainer) -> None:
+    """``MusicrnnError`` if an ``EarlyStopping`` watches a ``val/`` metric that no validation will compute
+    (``--trainer.limit_val_batches 0``): Lightning would stop with a traceback at the first epoch's end."""
+    if trainer.limit_val_batches == 0:
+        for c in trainer.callbacks:
+            if isinstance(c, EarlyStopping) and c.monitor.startswith("val/"):
+                raise MusicrnnError(f"EarlyStopping watches {c.monitor}, which no validation computes with "
+                                    f"--trainer.limit_val_batches 0: turn validation on, or leave EarlyStopping "
+                                    f"out of the config's trainer.callbacks")
 
 
 def resume_path(choice: str, run_dir: Path, model) -> tuple[str, int] | None:

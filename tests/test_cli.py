@@ -28,6 +28,9 @@ MORE_CASES = {  # the same, left to `make test-all` (each run is seconds of impo
     "config": (["--config", "/missing.yaml"], ["--config", "/missing.yaml"]),
     "lr": (["--model.lr", "-1", "--data.dataset", "jsb", "--data.root", "{data}", "--trainer.max_epochs", "1"],
            ["learning rate", "-1"]),
+    "early_stopping_without_validation": (
+        ["--config", str(ROOT / "configs" / "jsb" / "rnn.yaml"), "--data.root", "{data}", "--trainer.limit_val_batches",
+         "0"], ["EarlyStopping watches val/nll", "--trainer.limit_val_batches 0"]),
 }
 
 
@@ -73,7 +76,7 @@ def test_one_line_and_exit_2(outcomes, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MORE_CASES)
 def test_more_mistakes(more_outcomes, name):
-    check(more_outcomes[name], MORE_CASES[name][1], only_line=name != "lr")
+    check(more_outcomes[name], MORE_CASES[name][1], only_line=name not in ("lr", "early_stopping_without_validation"))
 
 
 def test_debug_shows_the_traceback(outcomes):

@@ -13,6 +13,7 @@ from test_configs import CASES
 
 from musicrnn import train
 from musicrnn import plot
+from musicrnn.errors import MusicrnnError
 from musicrnn.models import load_model
 from musicrnn.evaluate import evaluate
 
@@ -101,6 +102,17 @@ def test_csv_run_logs_samples_run_info_and_plots(jsb_root, tmp_path, monkeypatch
     image = matplotlib.image.imread(tmp_path / "runs" / "p" / "curves.png")
     assert image.shape[0] > 200 and image.shape[1] > 500 and image[..., :3].std() > 0.05
     assert plot.main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_early_stopping_without_validation_is_one_line_before_training(jsb_root, tmp_path, monkeypatch):
+    # Lightning itself raised a RuntimeError traceback at the end of the first epoch.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MusicrnnError, match="EarlyStopping watches val/nll") as e:
+        train.make_cli(["--config", str(ROOT / "configs" / "jsb" / "rnn.yaml"), "--data.root", str(jsb_root),
+                        "--trainer.limit_val_batches", "0"])
+    assert "\n" not in str(e.value)
+    train.make_cli(["--config", str(ROOT / "configs" / "jsb" / "rnn.yaml"), "--data.root", str(jsb_root),
+                    "--trainer.limit_val_batches", "0.5"])  # some validation: fine
 
 
 @pytest.mark.parametrize("files", CASES.values(), ids=CASES.keys())

@@ -19,10 +19,12 @@ model at batch 16 trained at 58k frames/s on two threads against 45-48k on one (
 --threads 2`` / ``1`` timed by ``benchmarks/train_timer.py``; at batch 1 18-20k both ways, at batch 4 39-40k
 against 32-34k), so it trains on the free cores, re-read at every epoch.
 
-Busy against idle (``python benchmarks/busy.py``; whole runs, one core taken by a busy loop, on the
-2-core AMD EPYC VM): RNN 1.02x, RNN-NADE 0.96x, RNN-RBM 1.19x with these choices, against 1.97x, 1.61x
-and 3.19x with two threads throughout. Idle, the two settings differ by 10-15% in either direction from
-one run of the script to the next.
+Busy against idle (``python benchmarks/busy.py``; whole runs of each JSB config, one core taken by a busy
+loop, on the 2-core AMD EPYC VM, 2026-11-23): RNN 0.97x and 1.04x, RNN-NADE 0.96x and 1.00x, RNN-RBM
+1.06x and 0.97x (20 epochs, its config's validation period) with these choices, against 2.1-2.3x,
+1.7-1.9x and 3.0x with two threads throughout. Idle, the two settings differ by 10-15% in either
+direction from one run of the script to the next. An RNN-RBM validating every epoch, whose AIS then
+takes half the run, reads up to 1.3x: idle, that AIS runs 1.5x faster on the second core.
 """
 
 from __future__ import annotations

@@ -68,13 +68,14 @@ def follows_free_cores(hidden: int, wide: bool = False) -> bool:
     return wide or hidden > SMALL_HIDDEN
 
 
-def choose_threads(hidden: int, requested: int = 0, wide: bool = False) -> int:
-    """Threads for training: ``requested`` if positive, else the free cores if ``follows_free_cores``, else 1."""
+def choose_threads(hidden: int, requested: int = 0, wide: bool = False) -> int | None:
+    """Threads for training: ``requested`` if positive, else None if ``follows_free_cores`` (the ``Threads``
+    callback then sets the free cores at each epoch start), else 1."""
     if requested < 0:
         raise MusicrnnError(f"--threads must be 0 (choose) or more, got {requested}")
     if requested:
         return requested
-    return free_cores() if follows_free_cores(hidden, wide) else 1
+    return None if follows_free_cores(hidden, wide) else 1
 
 
 class Threads(Callback):

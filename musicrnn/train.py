@@ -255,9 +255,9 @@ def resumable_step(path: Path, model) -> int:
 
 def train(argv: list[str]) -> int:
     cli = make_cli(argv)
-    hidden, threads, wide = cli.model.hparams.hidden, cli.config_init.threads, cli.model.wide_products
-    if threads or not follows_free_cores(hidden, wide):  # else the Threads callback reads the free cores
-        torch.set_num_threads(choose_threads(hidden, threads, wide))
+    count = choose_threads(cli.model.hparams.hidden, cli.config_init.threads, cli.model.wide_products)
+    if count:  # else the Threads callback reads the free cores
+        torch.set_num_threads(count)
     resume, step = resume_path(cli.config_init.resume, cli.run_dir, cli.model) or (None, 0)
     if resume:
         print(f"resuming from {resume}")

@@ -1,9 +1,12 @@
 """AIS estimates of RBM partition functions against exact enumeration and a long reference run."""
 
+import math
+
+import pytest
 import torch
 import torch.nn.functional as F
 
-from musicrnn.ais import _ratio_step_limit, ais_log_z, exact_log_z, fit_base, linear
+from musicrnn.ais import Uniform, _ratio_step_limit, ais_log_z, exact_log_z, fit_base, linear
 
 
 def rbms(n, D, H, scale, seed):
@@ -89,3 +92,18 @@ def test_linear_equals_the_float64_product():
     wg = w.clone().requires_grad_()
     linear(x, wg).sum().backward()  # with autograd: the differentiable fallback
     torch.testing.assert_close(wg.grad, x.sum((0, 1)).expand(150, 88), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("bits", [16, 24])
+def test_uniform_draws_cover_their_grid_evenly(bits):
+    """Every draw on its grid (16 bits: ``(k + 1/2) / 2^16``; 24 bits: ``k / 2^24``) inside ``[0, 1)``, and
+    the top 16 bits' 65,536 values equally often (chi-square within 6 standard deviations)."""
+    torch.manual_seed(0)
+    u = Uniform(torch.zeros(1), bits=bits)((1 << 20,))
+    assert u.dtype == torch.float32 and 0 <= u.min() and u.max() < 1 and (bits == 24 or u.min() > 0)
+    k = u.double() * 2 ** bits - (0.5 if bits == 16 else 0.0)
+    assert torch.equal(k, k.round())
+    counts = torch.bincount((u.double() * 2 ** 16).long(), minlength=1 << 16).double()
+    expected = len(u) / (1 << 16)
+    chi2 = ((counts - expected) ** 2 / expected).sum()
+    assert abs(chi2 - (1 << 16)) < 6 * math.sqrt(2 * (1 << 16))

@@ -32,12 +32,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 CUT_VAL = ["--trainer.limit_val_batches", "2"]  # validation every epoch, cut to two batches
-# name: (config, epochs, validation arguments, whether it is also timed with two threads throughout)
+# name: (config, epochs (None: the config's validation period), validation arguments, whether it is also timed
+# with two threads throughout)
 RUNS = {"RNN": ("configs/jsb/rnn.yaml", 8, CUT_VAL, True),
         "RNNNADE": ("configs/jsb/rnn_nade.yaml", 3, CUT_VAL, True),
-        "RNNRBM": ("configs/jsb/rnn_rbm.yaml", 20, [], True),  # the config's: every 20 epochs, a fifth
+        "RNNRBM": ("configs/jsb/rnn_rbm.yaml", None, [], True),  # one validation period of the config's
         "RNNRBM-val": ("configs/jsb/rnn_rbm.yaml", 3, ["--trainer.check_val_every_n_epoch", "1", *CUT_VAL], False)}
 
 
@@ -79,6 +82,7 @@ def measure(data_root: str, repeats: int = 3) -> list[dict]:
     within minutes: the row shows the pair with the median ratio) and one pair with two threads."""
     rows = []
     for model, (config, epochs, val_args, both) in RUNS.items():
+        epochs = epochs or yaml.safe_load((ROOT / config).read_text())["trainer"]["check_val_every_n_epoch"]
         row = {"model": model, "epochs": epochs}
         for threads in (0, 2) if both else (0,):
             pairs = []

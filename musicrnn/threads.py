@@ -20,8 +20,8 @@ model at batch 16 trained at 58k frames/s on two threads against 45-48k on one (
 against 32-34k), so it trains on the free cores, re-read at every epoch.
 
 Busy against idle (``python benchmarks/busy.py``; whole runs of each JSB config, one core taken by a busy
-loop, on the 2-core AMD EPYC VM, 2026-11-23, five runs): RNN 0.97-1.04x, RNN-NADE 0.96-1.06x, RNN-RBM
-0.97-1.19x (20 epochs, its config's validation period) with these choices, against 2.0-2.3x, 1.6-1.9x and
+loop, on the 2-core AMD EPYC VM, 2026-11-23, six runs): RNN 0.97-1.05x, RNN-NADE 0.96-1.10x, RNN-RBM
+0.97-1.21x (20 epochs, its config's validation period) with these choices, against 2.0-2.3x, 1.6-2.0x and
 2.5-3.1x with two threads throughout. Idle, the two settings differ by 10-15% in either
 direction from one run of the script to the next. An RNN-RBM validating every epoch, whose AIS then
 takes half the run, reads up to 1.3x: idle, that AIS runs 1.5x faster on the second core.

@@ -106,8 +106,8 @@ class Uniform:
             words = self.rng.bit_generator.random_raw((n + 3) // 4).view(np.int16)[:n]  # [-2^15, 2^15)
             return buf.copy_(torch.from_numpy(words).view(shape)).mul_(2 ** -16).add_(0.5 + 2 ** -17)
         words = self.rng.bit_generator.random_raw((n + 1) // 2).view(np.int32)[:n]  # n signed 32-bit draws
-        bits = torch.from_numpy(words).bitwise_right_shift_(8)  # their top 24 bits: [-2^23, 2^23)
-        return buf.copy_(bits.view(shape)).mul_(2 ** -24).add_(0.5)
+        top = torch.from_numpy(words).bitwise_right_shift_(8)  # their top 24 bits: [-2^23, 2^23)
+        return buf.copy_(top.view(shape)).mul_(2 ** -24).add_(0.5)
 
 
 def gibbs_sweep(v, b_v, b_h, W, Wt, u_h, u_v):
@@ -140,7 +140,8 @@ def fit_base(b_v, b_h, W, chains: int = 64, steps: int = 20, burn: int = 5, eps:
     uniform = Uniform(W, generator)
     bv, bh = b_v[:, None], b_h[:, None]  # (n, 1, .): broadcast over the chains
     Wt = W.T.contiguous()  # (H, D)
-    v = torch.sub(torch.sigmoid(bv).expand(n, chains, D), uniform((n, chains, D))).ceil_()
+    u = uniform((n, chains, D))
+    v = torch.lt(u, torch.sigmoid(bv), out=torch.empty_like(u))  # a draw as in ``gibbs_sweep``
     sum_v, sum_h = b_v.new_zeros(n, D), b_v.new_zeros(n, H)
     for step in range(steps):
         u = uniform((n, chains, H + D))  # one draw for both layers
@@ -210,7 +211,8 @@ def ais_log_z(b_v, b_h, W, runs: int = AIS_RUNS, steps: int = AIS_STEPS, base_ch
     Wt = W.T.contiguous()  # (H, D)
     ratio_step = _ratio_step_limit(b0, dv[:, 0], W)
     uniform = Uniform(W, generator)
-    h = torch.sub(torch.sigmoid(c0_).expand(n, runs, H), uniform((n, runs, H))).ceil_()  # exact base draws
+    u = uniform((n, runs, H))
+    h = torch.lt(u, torch.sigmoid(c0_), out=torch.empty_like(u))  # exact base draws, as in ``gibbs_sweep``
     a = linear(h, W)  # (n, runs, D) = W h: the visible input at beta is b0 + beta * (dv + a)
     hd = torch.bmm(h, dh_col)[..., 0]  # (n, runs): (b_h - c0).h
     log_w = W.new_zeros(n, runs, dtype=torch.float64)
@@ -227,10 +229,10 @@ def ais_log_z(b_v, b_h, W, runs: int = AIS_RUNS, steps: int = AIS_STEPS, base_ch
             gain = F.softplus(torch.add(b0_ + b * dv, a, alpha=b)).sum(-1) \
                 .sub_(F.softplus(torch.add(b0_ + b_prev * dv, a, alpha=b_prev)).sum(-1))
         log_w += gain.add_(hd, alpha=b - b_prev)
-        # Gibbs sweep at beta. v_i = 1 with probability 1 - s_i: ceil(u - s), one pass fewer than (u > s).float().
-        v = torch.sub(uniform((n, runs, D)), s, out=s).ceil_()
-        x = linear(v, Wt * b).add_(c0_ + b * dh).sigmoid_()  # p(h = 1 | v) at beta: (n, runs, H)
-        h = torch.sub(x, uniform((n, runs, H)), out=x).ceil_()
+        # Gibbs sweep at beta, drawn as in ``gibbs_sweep`` but into the probabilities' own buffers.
+        v = torch.gt(uniform((n, runs, D)), s, out=s)  # v_i = 1 with probability 1 - s_i
+        x = linear(v, Wt * b, c0_ + b * dh).sigmoid_()  # p(h = 1 | v) at beta: (n, runs, H)
+        h = torch.lt(uniform((n, runs, H)), x, out=x)
         hd = torch.bmm(h, dh_col)[..., 0]
         a = linear(h, W)
     log_z0 = (F.softplus(b0).sum(-1) + F.softplus(c0).sum(-1)).double()

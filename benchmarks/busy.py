@@ -9,11 +9,16 @@ Target: within 1.2x with the chosen threads. Each run is a stretch of training a
 test cut to one batch: the RNN and RNN-NADE validate every epoch (two batches here), the RNN-RBM every
 20 epochs on a fifth of the validation set, so its run is 20 epochs, one validation period.
 
+The RNN-RBM trains on the free cores (``musicrnn/threads.py``): the second core speeds its idle training
+1.1-1.4x (batch 4 to 16) and its AIS 1.45x, and a busy run has one core, so its chosen busy/idle ratio is
+about that gain whatever the code does. It is also timed with one thread throughout, and the row ends
+with its chosen busy run against that idle one-thread run: what the busy machine costs beyond the core.
+
 Also, for the RNN-RBM, 3 epochs validating on two batches after each (``RNNRBM-val``, chosen threads
 only; until 2026-11-23 the RNN-RBM's only row): validation is then about half the run, 20 times its
 share under the config. That half gains 1.5x from the second core when the machine is idle (AIS works
 on wide tensors) and loses it when a core is taken. On the 2-core AMD EPYC VM (2026-11-23):
-medians of 0.97x to 1.21x for the config's 20 epochs, 1.03x to 1.32x for this row (six runs).
+medians of 0.97x to 1.21x for the config's 20 epochs, 1.03x to 1.32x for this row (eight runs).
 
 Also the floor no thread count can beat: a one-thread loop of matrix products and sigmoids pinned to CPU
 0, idle and with the busy loop pinned to CPU 1. On an earlier development VM, whose two CPUs shared a
@@ -36,12 +41,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CUT_VAL = ["--trainer.limit_val_batches", "2"]  # validation every epoch, cut to two batches
-# name: (config, epochs (None: the config's validation period), validation arguments, whether it is also timed
-# with two threads throughout)
-RUNS = {"RNN": ("configs/jsb/rnn.yaml", 8, CUT_VAL, True),
-        "RNNNADE": ("configs/jsb/rnn_nade.yaml", 3, CUT_VAL, True),
-        "RNNRBM": ("configs/jsb/rnn_rbm.yaml", None, [], True),  # one validation period of the config's
-        "RNNRBM-val": ("configs/jsb/rnn_rbm.yaml", 3, ["--trainer.check_val_every_n_epoch", "1", *CUT_VAL], False)}
+# name: (config, epochs (None: the config's validation period), validation arguments, --threads settings timed:
+# 0 (chosen) first, then 2 (two threads throughout) and 1 (one thread throughout, for the model that follows
+# the free cores: what its busy runs can be compared with))
+RUNS = {"RNN": ("configs/jsb/rnn.yaml", 8, CUT_VAL, (0, 2)),
+        "RNNNADE": ("configs/jsb/rnn_nade.yaml", 3, CUT_VAL, (0, 2)),
+        "RNNRBM": ("configs/jsb/rnn_rbm.yaml", None, [], (0, 2, 1)),  # one validation period of the config's
+        "RNNRBM-val": ("configs/jsb/rnn_rbm.yaml", 3, ["--trainer.check_val_every_n_epoch", "1", *CUT_VAL], (0,))}
 
 
 def time_train(config: str, epochs: int, data_root: str, threads: int, val_args: list[str]) -> float:
@@ -79,12 +85,12 @@ def floor(seconds: float = 0.5) -> dict | None:
 
 def measure(data_root: str, repeats: int = 3) -> list[dict]:
     """Per model, ``repeats`` idle/busy pairs with the chosen threads (the machine's speed drifts by 10-30%
-    within minutes: the row shows the pair with the median ratio) and one pair with two threads."""
+    within minutes: the row shows the pair with the median ratio) and one pair for each other setting."""
     rows = []
-    for model, (config, epochs, val_args, both) in RUNS.items():
+    for model, (config, epochs, val_args, settings) in RUNS.items():
         epochs = epochs or yaml.safe_load((ROOT / config).read_text())["trainer"]["check_val_every_n_epoch"]
         row = {"model": model, "epochs": epochs}
-        for threads in (0, 2) if both else (0,):
+        for threads in settings:
             pairs = []
             for _ in range(repeats if threads == 0 else 1):
                 idle = time_train(config, epochs, data_root, threads, val_args)
@@ -103,7 +109,7 @@ def measure(data_root: str, repeats: int = 3) -> list[dict]:
 
 def report(rows: list[dict]) -> str:
     lines = ["train.py on jsb (RNN 8 epochs, RNN-NADE 3, RNN-RBM 20: one validation period), seconds: idle / one core "
-             "busy (ratio: the median pair's), chosen threads | 2 threads"]
+             "busy (ratio: the median pair's), chosen threads | 2 threads[; 1 thread]"]
     for r in rows:
         if r["model"] == "floor":
             lines.append(f"  floor: a pinned one-thread kernel {r['idle_s']:.2f} s idle, {r['busy_s']:.2f} s with the "
@@ -112,8 +118,12 @@ def report(rows: list[dict]) -> str:
         spread = "" if len(r["ratios_0"]) < 2 else f"; pairs {', '.join(f'{x:.2f}' for x in r['ratios_0'])}"
         line = f"  {r['model']:10s} {r['idle_0']:6.1f} / {r['busy_0']:6.1f} ({r['busy_0'] / r['idle_0']:.2f}x{spread}"
         if "idle_2" in r:
-            lines.append(f"{line}; target <= 1.2x) | {r['idle_2']:6.1f} / {r['busy_2']:6.1f} "
-                         f"({r['busy_2'] / r['idle_2']:.2f}x)")
+            line = (f"{line}; target <= 1.2x) | {r['idle_2']:6.1f} / {r['busy_2']:6.1f} "
+                    f"({r['busy_2'] / r['idle_2']:.2f}x)")
+            if "idle_1" in r:
+                line += (f"; one thread {r['idle_1']:.1f} / {r['busy_1']:.1f} ({r['busy_1'] / r['idle_1']:.2f}x): "
+                         f"chosen busy / one thread idle {r['busy_0'] / r['idle_1']:.2f}x")
+            lines.append(line)
         else:
             lines.append(f"{line}; validating every epoch, 20x the config's share: not the target's measure)")
     return "\n".join(lines)

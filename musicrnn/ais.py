@@ -23,18 +23,24 @@ AIS_RUNS, AIS_STEPS = 24, 240
 # oneDNN's float32 product kernel, which ``torch.compile`` emits for linear layers on the CPU; eager PyTorch
 # sends float32 products to MKL instead. Measured on the 2-core AMD EPYC development machine, one thread:
 # a (6,144 x 88) by (88 x 150) product takes 1.8 ms in MKL (its AVX2 path on AMD) and 0.85 ms in oneDNN
-# (AVX-512), the same float32 arithmetic; but a oneDNN call costs about 18 us more, so MKL stays faster
-# below about 150 rows (100 rows: 32 us both ways; 400 rows: 123 us against 75 us).
+# (AVX-512), the same float32 arithmetic; but a oneDNN call costs more to start, and MKL's small products
+# split better over threads, so where oneDNN starts to win grows with the threads: a product each way
+# between 88 and 150 units with a per-row bias (CD-k's sweep; best of 5 x 300), MKL / oneDNN in us, one
+# thread: 64 rows 40/43, 80 rows 48/46, 128 rows 74/59, 256 rows 145/92; two threads: 128 rows 42/48,
+# 160 rows 52/53, 192 rows 61/57, 256 rows 79/69. So oneDNN from ``ONEDNN_ROWS_PER_THREAD`` rows per thread.
+# (Until 2026-11-23 from 256 rows whatever the threads: the JSB RNN-RBM config's batches of ~240 frames ran
+# CD-15 on MKL, 1.6x slower on one thread.)
 ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-ONEDNN_MIN_ROWS = 256
+ONEDNN_ROWS_PER_THREAD = 80
 
 
 def linear(x, w, bias=None):
     """``x (..., K)`` times ``w (N, K)`` transposed, plus ``bias`` (broadcasting to ``(..., N)``) if given, as
-    ``F.linear``: ``(..., N)``. On the CPU, in float32, without autograd and for at least ``ONEDNN_MIN_ROWS``
-    rows, through oneDNN (see above); below that a 2-d ``x`` with a bias takes one ``addmm`` (at 60 rows a
-    separate addition cost ~2 us against the product's ~19 us)."""
-    if (x.numel() >= ONEDNN_MIN_ROWS * x.shape[-1] and ONEDNN and x.device.type == "cpu"  # the cheapest test first
+    ``F.linear``: ``(..., N)``. On the CPU, in float32, without autograd and for at least
+    ``ONEDNN_ROWS_PER_THREAD`` rows per thread, through oneDNN (see above); below that a 2-d ``x`` with a
+    bias takes one ``addmm`` (at 60 rows a separate addition cost ~2 us against the product's ~19 us)."""
+    rows = x.numel() // max(x.shape[-1], 1)
+    if (rows >= ONEDNN_ROWS_PER_THREAD * torch.get_num_threads() and ONEDNN and x.device.type == "cpu"
             and x.dtype == w.dtype == torch.float32
             and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))):
         out = torch.ops.mkldnn._linear_pointwise(x, w.contiguous(), None, "none", [], "")

@@ -45,11 +45,13 @@ class SimpleRNN(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xw, h0, w_hh, relu: bool):
-        out = torch.empty_like(xw)  # (time, batch, hidden)
+        # Each step adds its product to its own rows of a copy of xw in place: ``addmm(x_t, ..., out=out_t)``
+        # first copies x_t into out_t, one call a step (60 frames at batch 1: 0.48 -> 0.43 ms with backward).
+        out = xw.clone()  # (time, batch, hidden)
         h, w_t = h0, w_hh.T
-        # unbind: every step's rows as views made in one call; indexing xw[t] in the loop costs ~1 us a step
-        for x_t, out_t in zip(xw.unbind(0), out.unbind(0)):
-            h = torch.addmm(x_t, h, w_t, out=out_t)
+        # unbind: every step's rows as views made in one call; indexing out[t] in the loop costs ~1 us a step
+        for out_t in out.unbind(0):
+            h = out_t.addmm_(h, w_t)
             h = h.relu_() if relu else h.tanh_()
         ctx.save_for_backward(out, h0, w_hh)
         ctx.relu = relu

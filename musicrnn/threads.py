@@ -15,16 +15,20 @@ numbers, which two threads share well (256 JSB frames, idle machine: 3.1 s on on
 So validation and test (``Threads``) and ``evaluate`` use the cores that other processes leave free at
 their start, and training goes back to its own count after each validation. The RNN-RBM's training
 products are wide too (CD-k's Gibbs chain runs over every frame of a batch at once): the tutorial-size
-model at batch 16 trained at 58k frames/s on two threads against 45-48k on one (idle, ``train.py
---threads 2`` / ``1`` timed by ``benchmarks/train_timer.py``; at batch 1 18-20k both ways, at batch 4 39-40k
-against 32-34k), so it trains on the free cores, re-read at every epoch.
+model, idle, ``train.py --threads 0`` (two threads here) against ``--threads 1``, timed by
+``benchmarks/train_timer.py``, three pairs each (2026-11-23): batch 16 71-84k frames/s against 54-58k,
+batch 4 28-41k against 35-38k, batch 1 18-23k against 16-20k. So it trains on the free cores, re-read at
+every epoch; on a busy machine it then trains as one thread allows, and its busy/idle ratio is about
+what the second core gives when idle (``benchmarks/busy.py``).
 
 Busy against idle (``python benchmarks/busy.py``; whole runs of each JSB config, one core taken by a busy
-loop, on the 2-core AMD EPYC VM, 2026-11-23, six runs): RNN 0.97-1.05x, RNN-NADE 0.96-1.10x, RNN-RBM
-0.97-1.21x (20 epochs, its config's validation period) with these choices, against 2.0-2.3x, 1.6-2.0x and
-2.5-3.1x with two threads throughout. Idle, the two settings differ by 10-15% in either
-direction from one run of the script to the next. An RNN-RBM validating every epoch, whose AIS then
-takes half the run, reads up to 1.3x: idle, that AIS runs 1.5x faster on the second core.
+loop, on the 2-core AMD EPYC VM, 2026-11-23, eight runs): RNN 0.97-1.05x, RNN-NADE 0.96-1.10x, RNN-RBM
+0.97-1.21x (20 epochs, its config's validation period; 1.17x and 1.17x in the last two) with these
+choices, against 2.0-2.3x, 1.6-2.0x and 2.5-3.1x with two threads throughout; the RNN-RBM's busy run took
+1.01x as long as an idle run on one thread. Idle, one and two threads differ by 10-15% in either
+direction from one run of the script to the next for the RNN and RNN-NADE. An RNN-RBM validating every
+epoch, whose AIS then takes half the run, reads up to 1.3x: idle, that AIS runs 1.45x faster on the
+second core.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ CORPORA = ("jsb", "nottingham", "musedata", "piano-midi")
 
 @functools.cache  # the chosen config is read for every row
 def read_yaml(path: Path) -> dict:
-    import yaml  # PyYAML comes with jsonargparse
+    import yaml
 
     return yaml.safe_load(path.read_text()) or {}
 

@@ -78,7 +78,7 @@ def test_large_weights_take_the_softplus_form_and_stay_exact():
 
 
 def test_linear_equals_the_float64_product():
-    # oneDNN's product (at least ONEDNN_MIN_ROWS rows, float32, no autograd) and the matmul / addmm fallbacks.
+    # oneDNN's product (at least ONEDNN_ROWS_PER_THREAD rows a thread, float32, no autograd) and the matmul / addmm fallbacks.
     g = torch.Generator().manual_seed(9)
     w = torch.randn(150, 88, generator=g)
     for rows in (4, 3000):
@@ -86,7 +86,7 @@ def test_linear_equals_the_float64_product():
         ref = x.double() @ w.double().T
         torch.testing.assert_close(linear(x, w).double(), ref, rtol=1e-5, atol=1e-5)
         assert linear(x, w).shape == (2, rows, 150)
-        bias = torch.randn(rows, 150, generator=g)  # with a bias: 2-d (addmm below ONEDNN_MIN_ROWS) and 3-d
+        bias = torch.randn(rows, 150, generator=g)  # with a bias: 2-d (addmm below oneDNN's rows) and 3-d
         torch.testing.assert_close(linear(x[0], w, bias).double(), ref[0] + bias.double(), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(linear(x, w, bias).double(), ref + bias.double(), rtol=1e-5, atol=1e-5)
     wg = w.clone().requires_grad_()

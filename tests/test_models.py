@@ -6,10 +6,12 @@ import itertools
 import math
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from conftest import tiny_batch
 from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
 
 from musicrnn.ais import exact_log_z
 from musicrnn.models import RNN, RNNNADE
@@ -282,3 +284,21 @@ def test_the_loggers_get_each_logged_steps_own_train_loss(fit_tiny, tmp_path):
             b = tiny_batch(seed=int(r["step"]))
             loss, _ = model.loss(model.core(b["x"])[0], b["x"], b["mask"])
             assert float(r["train/loss"]) == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_rnn_rbm_sanity_check_scores_each_sequences_first_frames_only():
+    # Lightning's sanity check runs validation_step before training and discards what it logs: the RNN-RBM
+    # runs the same code there on rbm.SANITY_FRAMES frames a sequence; the real validation scores every frame.
+    torch.manual_seed(0)
+    model = RNNRBM(hidden=8, rbm_hidden=6, cd_steps=1, val_ais_runs=2, val_ais_steps=5)
+    seen = []  # (sanity check?, rows) of every evaluation pass through to_bv (AIS and mode finding)
+    model.to_bv.register_forward_hook(
+        lambda m, i, o: seen.append((model.trainer.sanity_checking, len(i[0].reshape(-1, 8)))) if not m.training
+        else None)
+    batch = tiny_batch(batch=3, time=20, seed=4)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1)
+    trainer.fit(model, DataLoader([tiny_batch()], batch_size=None), DataLoader([batch], batch_size=None))
+    sanity = {rows for check, rows in seen if check}
+    real = {rows for check, rows in seen if not check}
+    assert sanity == {3 * rbm.SANITY_FRAMES} and real == {3 * 20}, seen

@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicrnn.ais import AIS_RUNS, AIS_STEPS, Uniform, ais_log_z, bernoulli, gibbs_sweep
+from musicrnn.ais import AIS_RUNS, AIS_STEPS, Uniform, ais_log_z, bernoulli, gibbs_sweep, linear
 from musicrnn.models.base import SequenceModel
 from musicrnn.pianoroll import NUM_PITCHES
 
 DRAW_BLOCK = 1 << 18  # uniform numbers per draw in ``gibbs``: 1 MiB
+SANITY_FRAMES = 8  # frames per sequence that ``validation_step`` scores in Lightning's sanity check
 
 
 def free_energy(v, b_v, b_h, W):
@@ -45,7 +46,7 @@ class CDCost(torch.autograd.Function):
     def forward(ctx, v, v_k, b_v, b_h, W):
         n = len(v)
         vv = torch.stack([v, v_k])  # (2, n, D)
-        z = torch.matmul(vv, W).add_(b_h)  # (2, n, H): the hidden inputs of data and chain end
+        z = linear(vv, W.T, b_h)  # (2, n, H): the hidden inputs of data and chain end (oneDNN when wide)
         sp = F.softplus(z).sum((1, 2))  # (2,)
         dv = v_k - v  # (n, D): the cost's gradient in b_v, times n
         ctx.save_for_backward(vv, z, dv)
@@ -68,7 +69,8 @@ def gibbs(v, b_v, b_h, W, steps: int, temperature: float = 1.0):
     ``musicrnn.ais`` (``gibbs_sweep``): ``linear`` (oneDNN for large batches) and numpy's generator
     (``Uniform``). One thread, CD-15, best of five timed back to back: 1,600 frames (a
     batch of 16 chunks of 100) 17.4 ms against 25.7 ms with MKL's fused-bias products and torch's
-    generator; 6,400 frames 78.9 against 106.8 ms. (Below ``ONEDNN_MIN_ROWS`` ``linear`` is MKL's.)
+    generator; 6,400 frames 78.9 against 106.8 ms. (Below ``ONEDNN_ROWS_PER_THREAD`` rows a thread
+    ``linear`` is MKL's.)
     The uniform draws of up to ``DRAW_BLOCK`` numbers come from one call: at batch 1 (~60 frames) a
     sweep's own products take ~40 us, and drawing each layer's numbers separately added ~25 us more
     of per-call work (CD-15 1.41 against 1.06 ms). They have 16 bits each (``Uniform``'s ``bits``: a unit
@@ -157,6 +159,10 @@ class RNNRBM(SequenceModel):
         return logp.reshape(x.shape[:2]), torch.cat(var).reshape(x.shape[:2])
 
     def validation_step(self, batch, batch_idx):
+        if self.trainer.sanity_checking:  # Lightning's check before training, whose numbers it discards
+            # the same code on each sequence's first frames: with all of them the check's two batches of
+            # AIS took 1.3 s of every JSB run's start (configs/jsb/rnn_rbm.yaml, idle, two threads)
+            batch = {k: v[:, :SANITY_FRAMES] for k, v in batch.items()}
         self._evaluate(batch, self.val_nll, self.val_acc, "val", ais_runs=self.hparams.val_ais_runs,
                        ais_steps=self.hparams.val_ais_steps)
 

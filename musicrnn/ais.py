@@ -27,7 +27,8 @@ AIS_RUNS, AIS_STEPS = 24, 240
 # split better over threads, so where oneDNN starts to win grows with the threads: a product each way
 # between 88 and 150 units with a per-row bias (CD-k's sweep; best of 5 x 300), MKL / oneDNN in us, one
 # thread: 64 rows 40/43, 80 rows 48/46, 128 rows 74/59, 256 rows 145/92; two threads: 128 rows 42/48,
-# 160 rows 52/53, 192 rows 61/57, 256 rows 79/69. So oneDNN from ``ONEDNN_ROWS_PER_THREAD`` rows per thread.
+# 160 rows 52/53, 192 rows 61/57, 256 rows 79/69. So oneDNN from ``ONEDNN_ROWS_PER_THREAD`` rows per thread
+# (measured on one and two threads only; for more, a guess that keeps small products on MKL's threads).
 # (Until 2026-11-23 from 256 rows whatever the threads: the JSB RNN-RBM config's batches of ~240 frames ran
 # CD-15 on MKL, 1.6x slower on one thread.)
 ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")

@@ -10,8 +10,9 @@ test cut to one batch: the RNN and RNN-NADE validate every epoch (two batches he
 20 epochs on a fifth of the validation set, so its run is 20 epochs, one validation period.
 
 The RNN-RBM trains on the free cores (``musicrnn/threads.py``): the second core speeds its idle training
-1.1-1.4x (batch 4 to 16) and its AIS 1.45x, and a busy run has one core, so its chosen busy/idle ratio is
-about that gain whatever the code does. It is also timed with one thread throughout, and the row ends
+(bare training steps alternating one and two threads in one process, 2026-11-23: 1.13x at this config's
+batch of 4, 1.42x at the tutorial sizes' batch 16) and its AIS (1.45x on 240 frames), and a busy run has
+one core, so its chosen busy/idle ratio is about that gain whatever the code does. It is also timed with one thread throughout, and the row ends
 with its chosen busy run against that idle one-thread run: what the busy machine costs beyond the core.
 
 Also, for the RNN-RBM, 3 epochs validating on two batches after each (``RNNRBM-val``, chosen threads

@@ -78,7 +78,8 @@ def test_large_weights_take_the_softplus_form_and_stay_exact():
 
 
 def test_linear_equals_the_float64_product():
-    # oneDNN's product (at least ONEDNN_ROWS_PER_THREAD rows a thread, float32, no autograd) and the matmul / addmm fallbacks.
+    # oneDNN's product (at least ONEDNN_ROWS_PER_THREAD rows a thread, float32, no autograd) and the matmul /
+    # addmm fallbacks.
     g = torch.Generator().manual_seed(9)
     w = torch.randn(150, 88, generator=g)
     for rows in (4, 3000):

@@ -292,9 +292,11 @@ def test_rnn_rbm_sanity_check_scores_each_sequences_first_frames_only():
     torch.manual_seed(0)
     model = RNNRBM(hidden=8, rbm_hidden=6, cd_steps=1, val_ais_runs=2, val_ais_steps=5)
     seen = []  # (sanity check?, rows) of every evaluation pass through to_bv (AIS and mode finding)
-    model.to_bv.register_forward_hook(
-        lambda m, i, o: seen.append((model.trainer.sanity_checking, len(i[0].reshape(-1, 8)))) if not m.training
-        else None)
+
+    def record(module, inputs, output):
+        if not module.training:
+            seen.append((model.trainer.sanity_checking, len(inputs[0].reshape(-1, 8))))
+    model.to_bv.register_forward_hook(record)
     batch = tiny_batch(batch=3, time=20, seed=4)
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1)

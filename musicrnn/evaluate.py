@@ -7,7 +7,8 @@
 it is an AIS estimate and the line adds ``nll_stderr`` (its standard error over AIS runs) and, with
 ``--ais-bias N``, ``ais_bias``: how much the nll of a fixed sample of N frames rises when AIS uses ten
 times the temperatures (AIS reads log Z low, so the nll low; a figure near 0 says the budget suffices).
-Nothing is written to disk.
+Its random numbers (AIS, the frame accuracy's mode-finding chains) are fresh each run unless ``--seed``
+fixes them. Nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ from musicrnn.threads import free_cores
 
 def evaluate(ckpt: str, dataset: str, root: str | None = None, split: str = "test", data_dir: str = "data",
              batch_size: int = 16, ais_runs: int | None = None, ais_steps: int | None = None,
-             ais_bias_frames: int = 0, progress: bool = True) -> dict:
+             ais_bias_frames: int = 0, progress: bool = True, seed: int | None = None) -> dict:
     """``{"nll", "nll_stderr", "frame_acc", "frames"}`` of a checkpoint on one split, plus ``"ais_bias"``
-    and ``"ais_bias_stderr"`` when ``ais_bias_frames`` > 0 (RNN-RBM only)."""
+    and ``"ais_bias_stderr"`` when ``ais_bias_frames`` > 0 (RNN-RBM only). ``seed``: seeds torch's generators
+    first (the same answer again on the same machine and threads); None draws a fresh estimate."""
     model, data_hp = load_model(ckpt)
     torch.set_num_threads(free_cores())  # as train.py's validation and test: see musicrnn/threads.py
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
+    if seed is not None:
+        torch.manual_seed(seed)
     settings = data_hp if data_hp.get("dataset") == dataset else {}  # the checkpoint's preprocessing
     dm = PianorollDataModule.from_settings({**settings, "dataset": dataset, "root": root, "data_dir": data_dir,
                                             "batch_size": batch_size, "chunk_len": None, "augment_transpose": 0})
@@ -91,13 +95,16 @@ def run(argv: list[str]) -> int:
     p.add_argument("--ais-bias", type=int, default=0, metavar="N",
                    help="RNN-RBM: also re-run a fixed sample of N frames with 10x the temperatures and print "
                         "the difference (ais_bias) as the estimate's bias")
+    p.add_argument("--seed", type=int, help="fix the random numbers (RNN-RBM's AIS and mode finding) to repeat a "
+                                            "run; default: a fresh estimate each run")
     a = p.parse_args(argv)
     for name in ("batch_size", "ais_runs", "ais_steps"):
         if getattr(a, name) is not None and getattr(a, name) < 1:
             raise MusicrnnError(f"--{name.replace('_', '-')} must be at least 1")
     if a.ais_bias < 0:
         raise MusicrnnError("--ais-bias must be 0 or more")
-    r = evaluate(a.ckpt, a.dataset, a.root, a.split, a.data_dir, a.batch_size, a.ais_runs, a.ais_steps, a.ais_bias)
+    r = evaluate(a.ckpt, a.dataset, a.root, a.split, a.data_dir, a.batch_size, a.ais_runs, a.ais_steps, a.ais_bias,
+                 seed=a.seed)
     line = f"nll={r['nll']:.4f} frame_acc={r['frame_acc']:.4f} frames={r['frames']}"
     if r["nll_stderr"]:
         line += f" nll_stderr={r['nll_stderr']:.4f}"

@@ -16,6 +16,7 @@ from musicrnn import plot
 from musicrnn.errors import MusicrnnError
 from musicrnn.models import load_model
 from musicrnn.evaluate import evaluate
+from musicrnn.evaluate import main as evaluate_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,6 +54,22 @@ def test_train_then_evaluate_reproduces_the_summary(jsb_root, tmp_path, monkeypa
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0
     assert out.stdout == f"nll={summary['test/nll']:.4f} frame_acc={summary['test/frame_acc']:.4f} frames=55\n"
+
+
+def test_evaluate_seed_repeats_an_rnn_rbms_estimate(jsb_root, tmp_path, monkeypatch, capsys):
+    # The RNN-RBM's AIS and mode-finding chains draw random numbers: --seed repeats a line, another seed
+    # (or none) gives a fresh estimate.
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--model", "RNNRBM", "--model.hidden", "8", "--model.rbm_hidden", "6", "--data.dataset",
+                       "jsb", "--data.root", str(jsb_root), "--trainer.max_epochs", "1", "--run_name", "rbm",
+                       "--trainer.enable_progress_bar", "false"]) == 0
+    capsys.readouterr()
+    lines = []
+    for seed in ("0", "0", "1"):
+        assert evaluate_main([str(tmp_path / "checkpoints" / "rbm" / "model.ckpt"), "--dataset", "jsb", "--root",
+                              str(jsb_root), "--ais-runs", "2", "--ais-steps", "10", "--seed", seed]) == 0
+        lines.append(capsys.readouterr().out)
+    assert lines[0] == lines[1] != lines[2] and lines[0].startswith("nll="), lines
 
 
 def test_a_run_without_validation_tests_its_last_checkpoint(jsb_root, tmp_path, monkeypatch, capsys):

@@ -19,7 +19,7 @@ Also, for the RNN-RBM, 3 epochs validating on two batches after each (``RNNRBM-v
 only; until 2026-11-23 the RNN-RBM's only row): validation is then about half the run, 20 times its
 share under the config. That half gains 1.5x from the second core when the machine is idle (AIS works
 on wide tensors) and loses it when a core is taken. On the 2-core AMD EPYC VM (2026-11-23):
-medians of 0.97x to 1.21x for the config's 20 epochs, 1.03x to 1.32x for this row (nine runs).
+medians of 0.95x to 1.21x for the config's 20 epochs, 1.03x to 1.32x for this row (ten runs).
 
 Also the floor no thread count can beat: a one-thread loop of matrix products and sigmoids pinned to CPU
 0, idle and with the busy loop pinned to CPU 1. On an earlier development VM, whose two CPUs shared a

@@ -22,10 +22,10 @@ every epoch; on a busy machine it then trains as one thread allows, and its busy
 what the second core gives when idle (``benchmarks/busy.py``).
 
 Busy against idle (``python benchmarks/busy.py``; whole runs of each JSB config, one core taken by a busy
-loop, on the 2-core AMD EPYC VM, 2026-11-23, nine runs): RNN 0.97-1.05x, RNN-NADE 0.96-1.10x, RNN-RBM
-0.97-1.21x (20 epochs, its config's validation period; 1.17x, 1.17x and 0.98x in the last three) with these
-choices, against 2.0-2.3x, 1.6-2.0x and 2.5-3.1x with two threads throughout; the RNN-RBM's busy run took
-1.01x and 1.09x as long as an idle run on one thread. Idle, one and two threads differ by 10-15% in either
+loop, on the 2-core AMD EPYC VM, 2026-11-23, ten runs): RNN 0.97-1.05x, RNN-NADE 0.96-1.10x, RNN-RBM
+0.95-1.21x (20 epochs, its config's validation period; 1.17x, 1.17x, 0.98x, 0.95x in the last four) with
+these choices, against 2.0-2.5x, 1.6-2.1x and 2.5-3.1x with two threads throughout; the RNN-RBM's busy run took
+1.01x, 1.09x and 1.06x as long as an idle run on one thread. Idle, one and two threads differ by 10-15% in either
 direction from one run of the script to the next for the RNN and RNN-NADE. An RNN-RBM validating every
 epoch, whose AIS then takes half the run, reads up to 1.3x: idle, that AIS runs 1.45x faster on the
 second core.

@@ -15,8 +15,7 @@ from musicrnn import train
 from musicrnn import plot
 from musicrnn.errors import MusicrnnError
 from musicrnn.models import load_model
-from musicrnn.evaluate import evaluate
-from musicrnn.evaluate import main as evaluate_main
+from musicrnn.evaluate import evaluate, main as evaluate_main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,9 @@ test cut to one batch: the RNN and RNN-NADE validate every epoch (two batches he
 The RNN-RBM trains on the free cores (``musicrnn/threads.py``): the second core speeds its idle training
 (bare training steps alternating one and two threads in one process, 2026-11-23: 1.13x at this config's
 batch of 4, 1.42x at the tutorial sizes' batch 16) and its AIS (1.45x on 240 frames), and a busy run has
-one core, so its chosen busy/idle ratio is about that gain whatever the code does. It is also timed with one thread throughout, and the row ends
-with its chosen busy run against that idle one-thread run: what the busy machine costs beyond the core.
+one core, so its chosen busy/idle ratio is about that gain whatever the code does. It is also timed with
+one thread throughout, and the row ends with its chosen busy run against that idle one-thread run: what
+the busy machine costs beyond the core.
 
 Also, for the RNN-RBM, 3 epochs validating on two batches after each (``RNNRBM-val``, chosen threads
 only; until 2026-11-23 the RNN-RBM's only row): validation is then about half the run, 20 times its

@@ -40,8 +40,8 @@ def linear(x, w, bias=None):
     ``F.linear``: ``(..., N)``. On the CPU, in float32, without autograd and for at least
     ``ONEDNN_ROWS_PER_THREAD`` rows per thread, through oneDNN (see above); below that a 2-d ``x`` with a
     bias takes one ``addmm`` (at 60 rows a separate addition cost ~2 us against the product's ~19 us)."""
-    rows = x.numel() // max(x.shape[-1], 1)
-    if (rows >= ONEDNN_ROWS_PER_THREAD * torch.get_num_threads() and ONEDNN and x.device.type == "cpu"
+    if (x.numel() >= ONEDNN_ROWS_PER_THREAD * torch.get_num_threads() * x.shape[-1] and ONEDNN  # cheapest first
+            and x.device.type == "cpu"
             and x.dtype == w.dtype == torch.float32
             and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))):
         out = torch.ops.mkldnn._linear_pointwise(x, w.contiguous(), None, "none", [], "")

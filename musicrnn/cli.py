@@ -3,8 +3,8 @@
 ``run_command(body)`` strips ``--debug`` from the arguments, runs ``body(argv)`` and turns a
 ``MusicrnnError`` into one line on stderr and its exit code; any other exception is a bug and keeps its
 traceback. ``--debug`` shows the traceback of a ``MusicrnnError`` too. ``ArgumentParser`` is argparse
-with its usage errors raised as ``MusicrnnError``; ``argument_error_line`` shortens jsonargparse's
-many-line messages for ``train``.
+with its usage errors raised as ``MusicrnnError``; ``seed`` is the ``type`` of every ``--seed`` option;
+``argument_error_line`` shortens jsonargparse's many-line messages for ``train``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise MusicrnnError(message)
+
+
+def seed(text: str) -> int:
+    """argparse ``type`` of every ``--seed``: an integer ``torch.manual_seed`` takes (beyond that range it
+    raised ``ValueError: Overflow when unpacking long long``, a traceback)."""
+    value = int(text)  # not an integer: argparse says "invalid seed value"
+    if not -2 ** 63 <= value < 2 ** 64:
+        raise argparse.ArgumentTypeError(f"must be from -2^63 to 2^64 - 1, got {value}")
+    return value
 
 
 def argument_error_line(message: str, models: list[str]) -> str:

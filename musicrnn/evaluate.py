@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import track
 
 from musicrnn.ais import AIS_RUNS, AIS_STEPS
-from musicrnn.cli import ArgumentParser, run_command
+from musicrnn.cli import ArgumentParser, run_command, seed as seed_type
 from musicrnn.corpora import DATASETS
 from musicrnn.data import PianorollDataModule
 from musicrnn.errors import MusicrnnError
@@ -95,7 +95,7 @@ def run(argv: list[str]) -> int:
     p.add_argument("--ais-bias", type=int, default=0, metavar="N",
                    help="RNN-RBM: also re-run a fixed sample of N frames with 10x the temperatures and print "
                         "the difference (ais_bias) as the estimate's bias")
-    p.add_argument("--seed", type=int, help="fix the random numbers (RNN-RBM's AIS and mode finding) to repeat a "
+    p.add_argument("--seed", type=seed_type, help="fix the random numbers (RNN-RBM's AIS and mode finding) to repeat a "
                                             "run; default: a fresh estimate each run")
     a = p.parse_args(argv)
     for name in ("batch_size", "ais_runs", "ais_steps"):

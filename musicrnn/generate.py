@@ -26,7 +26,7 @@ from rich.table import Table
 
 from musicrnn.atomic import write_beside
 from musicrnn.checkpoint import CheckpointError
-from musicrnn.cli import ArgumentParser, run_command
+from musicrnn.cli import ArgumentParser, run_command, seed as seed_type
 from musicrnn.corpora import CorpusError
 from musicrnn.data import PianorollDataModule, frames_per_beat_of
 from musicrnn.errors import MusicrnnError
@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="samples", help="folder for the files (default: samples)")
     p.add_argument("--num", type=int, default=4, help="samples, drawn together as one batch (default: 4)")
     p.add_argument("--steps", type=int, default=256, help="frames to generate per sample (default: 256)")
-    p.add_argument("--seed", type=int, help="random seed; the same seed gives identical files (default: random)")
+    p.add_argument("--seed", type=seed_type, help="random seed; the same seed gives identical files (default: random)")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="divides every logit: below 1 sharper, above 1 flatter (default: 1)")
     p.add_argument("--gibbs-steps", type=int,
